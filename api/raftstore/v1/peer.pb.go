@@ -120,14 +120,15 @@ func (*StreamResponse) Descriptor() ([]byte, []int) {
 	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{1}
 }
 
-// SendSnapshotRequest is one part of a snapshot transfer: first the header,
-// then database chunks, in order.
+// SendSnapshotRequest is one part of a snapshot transfer: the header, the
+// database in chunks, then the trailer, in order.
 type SendSnapshotRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Part:
 	//
 	//	*SendSnapshotRequest_Header
 	//	*SendSnapshotRequest_Chunk
+	//	*SendSnapshotRequest_Trailer
 	Part          isSendSnapshotRequest_Part `protobuf_oneof:"part"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -188,6 +189,15 @@ func (x *SendSnapshotRequest) GetChunk() []byte {
 	return nil
 }
 
+func (x *SendSnapshotRequest) GetTrailer() *SnapshotTrailer {
+	if x != nil {
+		if x, ok := x.Part.(*SendSnapshotRequest_Trailer); ok {
+			return x.Trailer
+		}
+	}
+	return nil
+}
+
 type isSendSnapshotRequest_Part interface {
 	isSendSnapshotRequest_Part()
 }
@@ -200,9 +210,15 @@ type SendSnapshotRequest_Chunk struct {
 	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
 }
 
+type SendSnapshotRequest_Trailer struct {
+	Trailer *SnapshotTrailer `protobuf:"bytes,3,opt,name=trailer,proto3,oneof"`
+}
+
 func (*SendSnapshotRequest_Header) isSendSnapshotRequest_Part() {}
 
 func (*SendSnapshotRequest_Chunk) isSendSnapshotRequest_Part() {}
+
+func (*SendSnapshotRequest_Trailer) isSendSnapshotRequest_Part() {}
 
 // SnapshotHeader opens a snapshot transfer.
 type SnapshotHeader struct {
@@ -213,9 +229,7 @@ type SnapshotHeader struct {
 	// the database that follows.
 	Message []byte `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	// size is the database length in bytes.
-	Size uint64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
-	// sha256 is the checksum of the database bytes.
-	Sha256        []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size          uint64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -278,7 +292,46 @@ func (x *SnapshotHeader) GetSize() uint64 {
 	return 0
 }
 
-func (x *SnapshotHeader) GetSha256() []byte {
+// SnapshotTrailer closes a snapshot transfer.
+type SnapshotTrailer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sha256 is the checksum of the database bytes.
+	Sha256        []byte `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotTrailer) Reset() {
+	*x = SnapshotTrailer{}
+	mi := &file_raftstore_v1_peer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotTrailer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotTrailer) ProtoMessage() {}
+
+func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
+	mi := &file_raftstore_v1_peer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotTrailer.ProtoReflect.Descriptor instead.
+func (*SnapshotTrailer) Descriptor() ([]byte, []int) {
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SnapshotTrailer) GetSha256() []byte {
 	if x != nil {
 		return x.Sha256
 	}
@@ -294,7 +347,7 @@ type SendSnapshotResponse struct {
 
 func (x *SendSnapshotResponse) Reset() {
 	*x = SendSnapshotResponse{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[4]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +359,7 @@ func (x *SendSnapshotResponse) String() string {
 func (*SendSnapshotResponse) ProtoMessage() {}
 
 func (x *SendSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[4]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +372,7 @@ func (x *SendSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SendSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 // MemberStatusRequest asks a member about itself.
@@ -332,7 +385,7 @@ type MemberStatusRequest struct {
 
 func (x *MemberStatusRequest) Reset() {
 	*x = MemberStatusRequest{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[5]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +397,7 @@ func (x *MemberStatusRequest) String() string {
 func (*MemberStatusRequest) ProtoMessage() {}
 
 func (x *MemberStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[5]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +410,7 @@ func (x *MemberStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatusRequest.ProtoReflect.Descriptor instead.
 func (*MemberStatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MemberStatusRequest) GetClusterId() uint64 {
@@ -388,7 +441,7 @@ type MemberStatusResponse struct {
 
 func (x *MemberStatusResponse) Reset() {
 	*x = MemberStatusResponse{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[6]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +453,7 @@ func (x *MemberStatusResponse) String() string {
 func (*MemberStatusResponse) ProtoMessage() {}
 
 func (x *MemberStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[6]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +466,7 @@ func (x *MemberStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatusResponse.ProtoReflect.Descriptor instead.
 func (*MemberStatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MemberStatusResponse) GetName() string {
@@ -503,18 +556,20 @@ const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"cluster_id\x18\x01 \x01(\x06R\tclusterId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x06R\x04from\x12\x1a\n" +
 	"\bmessages\x18\x03 \x03(\fR\bmessages\"\x10\n" +
-	"\x0eStreamResponse\"m\n" +
+	"\x0eStreamResponse\"\xa8\x01\n" +
 	"\x13SendSnapshotRequest\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1c.raftstore.v1.SnapshotHeaderH\x00R\x06header\x12\x16\n" +
-	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
-	"\x04part\"\x89\x01\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunk\x129\n" +
+	"\atrailer\x18\x03 \x01(\v2\x1d.raftstore.v1.SnapshotTrailerH\x00R\atrailerB\x06\n" +
+	"\x04part\"q\n" +
 	"\x0eSnapshotHeader\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x06R\tclusterId\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x06R\x04from\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\fR\amessage\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x05 \x01(\fR\x06sha256\"\x16\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\")\n" +
+	"\x0fSnapshotTrailer\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\fR\x06sha256\"\x16\n" +
 	"\x14SendSnapshotResponse\"4\n" +
 	"\x13MemberStatusRequest\x12\x1d\n" +
 	"\n" +
@@ -549,29 +604,31 @@ func file_raftstore_v1_peer_proto_rawDescGZIP() []byte {
 	return file_raftstore_v1_peer_proto_rawDescData
 }
 
-var file_raftstore_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_raftstore_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_raftstore_v1_peer_proto_goTypes = []any{
 	(*StreamRequest)(nil),        // 0: raftstore.v1.StreamRequest
 	(*StreamResponse)(nil),       // 1: raftstore.v1.StreamResponse
 	(*SendSnapshotRequest)(nil),  // 2: raftstore.v1.SendSnapshotRequest
 	(*SnapshotHeader)(nil),       // 3: raftstore.v1.SnapshotHeader
-	(*SendSnapshotResponse)(nil), // 4: raftstore.v1.SendSnapshotResponse
-	(*MemberStatusRequest)(nil),  // 5: raftstore.v1.MemberStatusRequest
-	(*MemberStatusResponse)(nil), // 6: raftstore.v1.MemberStatusResponse
+	(*SnapshotTrailer)(nil),      // 4: raftstore.v1.SnapshotTrailer
+	(*SendSnapshotResponse)(nil), // 5: raftstore.v1.SendSnapshotResponse
+	(*MemberStatusRequest)(nil),  // 6: raftstore.v1.MemberStatusRequest
+	(*MemberStatusResponse)(nil), // 7: raftstore.v1.MemberStatusResponse
 }
 var file_raftstore_v1_peer_proto_depIdxs = []int32{
 	3, // 0: raftstore.v1.SendSnapshotRequest.header:type_name -> raftstore.v1.SnapshotHeader
-	0, // 1: raftstore.v1.PeerService.Stream:input_type -> raftstore.v1.StreamRequest
-	2, // 2: raftstore.v1.PeerService.SendSnapshot:input_type -> raftstore.v1.SendSnapshotRequest
-	5, // 3: raftstore.v1.PeerService.MemberStatus:input_type -> raftstore.v1.MemberStatusRequest
-	1, // 4: raftstore.v1.PeerService.Stream:output_type -> raftstore.v1.StreamResponse
-	4, // 5: raftstore.v1.PeerService.SendSnapshot:output_type -> raftstore.v1.SendSnapshotResponse
-	6, // 6: raftstore.v1.PeerService.MemberStatus:output_type -> raftstore.v1.MemberStatusResponse
-	4, // [4:7] is the sub-list for method output_type
-	1, // [1:4] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	4, // 1: raftstore.v1.SendSnapshotRequest.trailer:type_name -> raftstore.v1.SnapshotTrailer
+	0, // 2: raftstore.v1.PeerService.Stream:input_type -> raftstore.v1.StreamRequest
+	2, // 3: raftstore.v1.PeerService.SendSnapshot:input_type -> raftstore.v1.SendSnapshotRequest
+	6, // 4: raftstore.v1.PeerService.MemberStatus:input_type -> raftstore.v1.MemberStatusRequest
+	1, // 5: raftstore.v1.PeerService.Stream:output_type -> raftstore.v1.StreamResponse
+	5, // 6: raftstore.v1.PeerService.SendSnapshot:output_type -> raftstore.v1.SendSnapshotResponse
+	7, // 7: raftstore.v1.PeerService.MemberStatus:output_type -> raftstore.v1.MemberStatusResponse
+	5, // [5:8] is the sub-list for method output_type
+	2, // [2:5] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_raftstore_v1_peer_proto_init() }
@@ -582,6 +639,7 @@ func file_raftstore_v1_peer_proto_init() {
 	file_raftstore_v1_peer_proto_msgTypes[2].OneofWrappers = []any{
 		(*SendSnapshotRequest_Header)(nil),
 		(*SendSnapshotRequest_Chunk)(nil),
+		(*SendSnapshotRequest_Trailer)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -589,7 +647,7 @@ func file_raftstore_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftstore_v1_peer_proto_rawDesc), len(file_raftstore_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

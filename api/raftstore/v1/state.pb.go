@@ -83,6 +83,131 @@ func (x *MemberIdentity) GetClusterId() uint64 {
 	return 0
 }
 
+// Member is a raft member as recorded in the replicated membership (the
+// context of a ConfChange and the state database's members bucket).
+type Member struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id            uint64                 `protobuf:"fixed64,2,opt,name=id,proto3" json:"id,omitempty"`
+	PeerAddress   string                 `protobuf:"bytes,3,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_raftstore_v1_state_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_raftstore_v1_state_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_raftstore_v1_state_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Member) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Member) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Member) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
+}
+
+// AppliedState is the state database's record of how far the log has been
+// applied; it is written in the same transaction as the changes it covers.
+type AppliedState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Term  uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	// conf_state is the encoded raftpb.ConfState after the last applied entry.
+	ConfState     []byte `protobuf:"bytes,3,opt,name=conf_state,json=confState,proto3" json:"conf_state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppliedState) Reset() {
+	*x = AppliedState{}
+	mi := &file_raftstore_v1_state_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppliedState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppliedState) ProtoMessage() {}
+
+func (x *AppliedState) ProtoReflect() protoreflect.Message {
+	mi := &file_raftstore_v1_state_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppliedState.ProtoReflect.Descriptor instead.
+func (*AppliedState) Descriptor() ([]byte, []int) {
+	return file_raftstore_v1_state_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AppliedState) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AppliedState) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *AppliedState) GetConfState() []byte {
+	if x != nil {
+		return x.ConfState
+	}
+	return nil
+}
+
 var File_raftstore_v1_state_proto protoreflect.FileDescriptor
 
 const file_raftstore_v1_state_proto_rawDesc = "" +
@@ -92,7 +217,16 @@ const file_raftstore_v1_state_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x06R\x02id\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x03 \x01(\x06R\tclusterIdB?Z=github.com/tokenstore/tokenstore/api/raftstore/v1;raftstorev1b\x06proto3"
+	"cluster_id\x18\x03 \x01(\x06R\tclusterId\"O\n" +
+	"\x06Member\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x06R\x02id\x12!\n" +
+	"\fpeer_address\x18\x03 \x01(\tR\vpeerAddress\"W\n" +
+	"\fAppliedState\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1d\n" +
+	"\n" +
+	"conf_state\x18\x03 \x01(\fR\tconfStateB?Z=github.com/tokenstore/tokenstore/api/raftstore/v1;raftstorev1b\x06proto3"
 
 var (
 	file_raftstore_v1_state_proto_rawDescOnce sync.Once
@@ -106,9 +240,11 @@ func file_raftstore_v1_state_proto_rawDescGZIP() []byte {
 	return file_raftstore_v1_state_proto_rawDescData
 }
 
-var file_raftstore_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_raftstore_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_raftstore_v1_state_proto_goTypes = []any{
 	(*MemberIdentity)(nil), // 0: raftstore.v1.MemberIdentity
+	(*Member)(nil),         // 1: raftstore.v1.Member
+	(*AppliedState)(nil),   // 2: raftstore.v1.AppliedState
 }
 var file_raftstore_v1_state_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -129,7 +265,7 @@ func file_raftstore_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftstore_v1_state_proto_rawDesc), len(file_raftstore_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

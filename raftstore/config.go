@@ -1,0 +1,97 @@
+package raftstore
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
+)
+
+// Config configures a Node. Zero durations and counts take the defaults
+// documented on each field.
+type Config struct {
+	// Name and ID identify this member; ID is never reused for another member.
+	Name string
+	ID   uint64
+	// ClusterID identifies the raft group; peers of another cluster are refused.
+	ClusterID uint64
+	// DataDir holds member.json, raft.db and state.db.
+	DataDir string
+	// InitialCluster is the membership a new data directory bootstraps with
+	// (it must include this member). It is ignored once the directory holds
+	// raft state.
+	InitialCluster []*raftstorev1.Member
+	// PeerAddress and ClientAddress are reported in status answers.
+	PeerAddress   string
+	ClientAddress string
+
+	// TickInterval is raft's logical clock (default 100ms). Elections time
+	// out after ElectionTicks ticks (default 10), heartbeats go every
+	// HeartbeatTicks (default 1).
+	TickInterval   time.Duration
+	ElectionTicks  int
+	HeartbeatTicks int
+
+	// SnapshotCount is how many applied entries trigger a new snapshot and
+	// log compaction (default 10000). CatchUpEntries entries are kept behind
+	// the snapshot so slightly lagging followers catch up from the log
+	// (default 5000).
+	SnapshotCount  uint64
+	CatchUpEntries uint64
+
+	// MaxStaleness bounds how long ago this member must have confirmed that
+	// it has applied everything the leader had committed, for bounded reads
+	// (default 5s).
+	MaxStaleness time.Duration
+
+	// MaxProposalBytes bounds one proposal (default 1.5 MiB).
+	MaxProposalBytes int
+
+	StateMachine StateMachine
+	Transport    Transport
+	Logger       *slog.Logger
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	out := *c
+	if out.Name == "" || out.ID == 0 || out.ClusterID == 0 {
+		return out, errors.New("raftstore: Name, ID and ClusterID are required")
+	}
+	if out.DataDir == "" {
+		return out, errors.New("raftstore: DataDir is required")
+	}
+	if out.StateMachine == nil || out.Transport == nil {
+		return out, errors.New("raftstore: StateMachine and Transport are required")
+	}
+	if out.TickInterval <= 0 {
+		out.TickInterval = 100 * time.Millisecond
+	}
+	if out.ElectionTicks <= 0 {
+		out.ElectionTicks = 10
+	}
+	if out.HeartbeatTicks <= 0 {
+		out.HeartbeatTicks = 1
+	}
+	if out.SnapshotCount == 0 {
+		out.SnapshotCount = 10000
+	}
+	if out.CatchUpEntries == 0 {
+		out.CatchUpEntries = 5000
+	}
+	if out.MaxStaleness <= 0 {
+		out.MaxStaleness = 5 * time.Second
+	}
+	if out.MaxProposalBytes <= 0 {
+		out.MaxProposalBytes = 3 << 19
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	return out, nil
+}
+
+// electionTimeout is the wall time of one election timeout.
+func (c *Config) electionTimeout() time.Duration {
+	return time.Duration(c.ElectionTicks) * c.TickInterval
+}

@@ -1,0 +1,68 @@
+// Package raftstore is the replicated core of tokenstore: a raft group
+// (go.etcd.io/raft/v3) whose log and state live in bbolt, with an opaque
+// application state machine on top. It knows nothing about tokens.
+//
+// # Data directory
+//
+//	member.json  the member's name, raft id and cluster id, written once;
+//	             a directory is never used by another member or cluster.
+//	raft.db      raft's log, hard state and snapshot metadata (logstore.go).
+//	state.db     the state machine's buckets plus the applied index, term and
+//	             configuration (statedb.go).
+//
+// Both databases carry a format version; a binary refuses a newer format and
+// reads every older one.
+//
+// # Durability order (raft's contract, go.etcd.io/raft doc.go)
+//
+// For every Ready the raft loop: on a leader, sends messages while it writes
+// (allowed: the leader's own log is not needed for a quorum); installs a
+// received snapshot (state.db is replaced and synced before raft.db records
+// the snapshot, so state.db is never behind the log's snapshot); writes
+// entries and hard state to raft.db in one fsynced transaction; only then, on
+// a follower, sends messages; applies committed entries; calls Advance.
+//
+// # Apply invariants
+//
+// All committed entries of one Ready are applied in one state.db transaction
+// that also records the last applied index, term and configuration; a crash
+// therefore neither loses nor repeats an entry. Entries at or below the
+// recorded index are not applied again (after a restart raft replays from
+// its snapshot), but configuration changes among them are still handed to
+// raft, which rebuilds its configuration from the log. StateMachine.Apply
+// must be deterministic; an Apply error stops the member rather than let it
+// diverge.
+//
+// # Proposals
+//
+// Any member proposes; raft forwards to the leader. Propose returns after
+// the entry is committed and applied on the proposing member
+// (read-your-writes there). raft may drop a proposal silently (leader
+// change, transfer). A proposal dropped before it entered a log is retried;
+// one that may have entered a log is never re-proposed, and the caller gets
+// ErrOutcomeUnknown at its deadline: the write may or may not have happened.
+//
+// # Reads
+//
+// LinearizableRead batches callers into ReadIndex rounds (raft's ReadOnlySafe:
+// a quorum heartbeat per round, no clock assumptions): one round serves every
+// caller waiting when it starts, and returns once the read index is applied
+// locally. The same rounds run every MaxStaleness/10 on every member; a
+// completed round confirms that everything committed when it started is
+// applied here. BoundedReadCheck allows a local read while that confirmation
+// is younger than MaxStaleness, so a short election causes no failed read,
+// and a partitioned member fails closed once the bound passes.
+//
+// # Snapshots
+//
+// raft snapshots hold metadata only; the data is state.db itself, streamed
+// to a lagging follower from a consistent read transaction (snapshot.go).
+// The log is compacted every SnapshotCount entries, keeping CatchUpEntries.
+//
+// # Concurrency
+//
+// One goroutine (the raft loop) persists, applies and snapshots; another
+// runs read rounds; the Transport runs its own. Every exported method of
+// Node is safe for concurrent use. StateMachine methods are called only from
+// the raft loop (see StateMachine).
+package raftstore

@@ -1,0 +1,518 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
+)
+
+// ErrStopped is returned by calls on a node that has stopped.
+var ErrStopped = errors.New("raftstore: node stopped")
+
+// Node is one member of a raft group: the raft state machine, its durable
+// log, the state database and the loops that drive them. Every exported
+// method is safe to call from any goroutine.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	raft   raft.Node
+	mem    *raft.MemoryStorage
+	logs   *logStore
+	sm     StateMachine
+	trans  Transport
+	base   time.Time // origin of the monotonic timestamps stored in atomics
+
+	stateMu sync.RWMutex // guards state (replaced when a snapshot is installed)
+	state   *stateDB
+
+	// Owned by the raft loop.
+	confState     *raftpb.ConfState
+	snapshotIndex uint64
+
+	applied     atomic.Uint64
+	appliedTerm atomic.Uint64
+	leader      atomic.Uint64
+	term        atomic.Uint64
+	commit      atomic.Uint64
+	raftState   atomic.Value // raft.StateType
+	// confirmed is when (nanoseconds since base) the latest ReadIndex round
+	// that completed was started: at that moment this member was up to date.
+	confirmed atomic.Int64
+
+	appliedMu sync.Mutex
+	appliedC  chan struct{} // closed and replaced after every apply batch
+	leaderMu  sync.Mutex
+	leaderC   chan struct{} // closed and replaced when the leader changes
+
+	proposals proposals
+	reads     reads
+
+	stopOnce sync.Once
+	stopc    chan struct{}
+	done     chan struct{}
+	wg       sync.WaitGroup
+	errMu    sync.Mutex
+	err      error
+}
+
+// Open opens or creates the member's data directory and starts the node:
+// raft, the apply loop, the read-confirmation loop and the transport. A new
+// directory bootstraps with Config.InitialCluster.
+func Open(c Config) (*Node, error) {
+	cfg, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	if _, err := checkIdentity(cfg.DataDir, &raftstorev1.MemberIdentity{Name: cfg.Name, Id: cfg.ID, ClusterId: cfg.ClusterID}); err != nil {
+		return nil, err
+	}
+	removeIncomingSnapshots(cfg.DataDir)
+
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		mem:      raft.NewMemoryStorage(),
+		sm:       cfg.StateMachine,
+		trans:    cfg.Transport,
+		base:     time.Now(),
+		appliedC: make(chan struct{}),
+		leaderC:  make(chan struct{}),
+		stopc:    make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	n.raftState.Store(raft.StateFollower)
+	n.confirmed.Store(-int64(time.Hour))
+	n.proposals.init(cfg.ID)
+	n.reads.init()
+
+	if n.logs, err = openLogStore(filepath.Join(cfg.DataDir, "raft.db")); err != nil {
+		return nil, err
+	}
+	snap, hs, ents, err := n.logs.load()
+	if err != nil {
+		n.logs.Close()
+		return nil, err
+	}
+	fresh := snap == nil && hs == nil && len(ents) == 0
+
+	statePath := filepath.Join(cfg.DataDir, "state.db")
+	if !fresh {
+		if _, err := os.Stat(statePath); err != nil {
+			n.logs.Close()
+			return nil, fmt.Errorf("data directory %s has a raft log but no state database (%v): it is incomplete; restore it or remove the member and re-add it", cfg.DataDir, err)
+		}
+	}
+	if err := n.openState(statePath); err != nil {
+		n.logs.Close()
+		return nil, err
+	}
+
+	if snap != nil {
+		if err := n.mem.ApplySnapshot(snap); err != nil {
+			n.closeStores()
+			return nil, fmt.Errorf("load snapshot metadata: %w", err)
+		}
+		n.snapshotIndex = snap.GetMetadata().GetIndex()
+		if n.applied.Load() < n.snapshotIndex {
+			n.closeStores()
+			return nil, fmt.Errorf("state database is applied to %d, behind the raft snapshot at %d: the data directory is inconsistent", n.applied.Load(), n.snapshotIndex)
+		}
+	}
+	if hs != nil {
+		if err := n.mem.SetHardState(hs); err != nil {
+			n.closeStores()
+			return nil, fmt.Errorf("load hard state: %w", err)
+		}
+	}
+	if err := n.mem.Append(ents); err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("load raft entries: %w", err)
+	}
+
+	rc := &raft.Config{
+		ID:                        cfg.ID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   n.mem,
+		MaxSizePerMsg:             1 << 20,
+		MaxInflightMsgs:           256,
+		MaxUncommittedEntriesSize: 1 << 30,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		Logger:                    raftLogger{n.log.With("component", "raft")},
+	}
+
+	if err := n.trans.Start(n); err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("start transport: %w", err)
+	}
+	if fresh {
+		var peers []raft.Peer
+		found := false
+		for _, m := range cfg.InitialCluster {
+			ctx, err := proto.Marshal(m)
+			if err != nil {
+				return nil, err
+			}
+			peers = append(peers, raft.Peer{ID: m.GetId(), Context: ctx})
+			if m.GetId() == cfg.ID {
+				found = true
+			}
+			if m.GetId() != cfg.ID {
+				n.trans.AddPeer(m.GetId(), m.GetPeerAddress())
+			}
+		}
+		if !found {
+			n.trans.Stop()
+			n.closeStores()
+			return nil, fmt.Errorf("initial cluster does not include this member %q", cfg.Name)
+		}
+		n.log.Info("bootstrapping new member", "members", len(peers))
+		n.raft = raft.StartNode(rc, peers)
+	} else {
+		members, err := n.members()
+		if err != nil {
+			n.trans.Stop()
+			n.closeStores()
+			return nil, err
+		}
+		for _, m := range members {
+			if m.GetId() != cfg.ID {
+				n.trans.AddPeer(m.GetId(), m.GetPeerAddress())
+			}
+		}
+		n.log.Info("restarting member", "applied", n.applied.Load(), "snapshot", n.snapshotIndex, "entries", len(ents))
+		n.raft = raft.RestartNode(rc)
+	}
+
+	n.wg.Add(2)
+	go n.run()
+	go n.readLoop()
+	return n, nil
+}
+
+// openState opens the state database at path and rebuilds the state
+// machine's in-memory state from it.
+func (n *Node) openState(path string) error {
+	st, err := openStateDB(path)
+	if err != nil {
+		return err
+	}
+	err = st.db.Update(func(tx *bolt.Tx) error {
+		if err := n.sm.Init(tx); err != nil {
+			return fmt.Errorf("init state machine: %w", err)
+		}
+		return nil
+	})
+	if err == nil {
+		err = st.db.View(func(tx *bolt.Tx) error {
+			as, cs, err := readApplied(tx)
+			if err != nil {
+				return err
+			}
+			n.applied.Store(as.GetIndex())
+			n.appliedTerm.Store(as.GetTerm())
+			n.confState = cs
+			if err := n.sm.Restore(tx); err != nil {
+				return fmt.Errorf("restore state machine: %w", err)
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		st.Close()
+		return fmt.Errorf("open state database %s: %w", path, err)
+	}
+	n.stateMu.Lock()
+	n.state = st
+	n.stateMu.Unlock()
+	return nil
+}
+
+func (n *Node) members() ([]*raftstorev1.Member, error) {
+	var out []*raftstorev1.Member
+	err := n.view(func(tx *bolt.Tx) error {
+		var err error
+		out, err = readMembers(tx)
+		return err
+	})
+	return out, err
+}
+
+// view runs fn in a read transaction on the current state database.
+func (n *Node) view(fn func(tx *bolt.Tx) error) error {
+	n.stateMu.RLock()
+	defer n.stateMu.RUnlock()
+	return n.state.db.View(fn)
+}
+
+// Members returns the replicated membership.
+func (n *Node) Members() ([]*raftstorev1.Member, error) { return n.members() }
+
+func (n *Node) closeStores() {
+	n.logs.Close()
+	n.stateMu.Lock()
+	if n.state != nil {
+		n.state.Close()
+	}
+	n.stateMu.Unlock()
+}
+
+// run is the raft loop: tick, and handle each Ready in the order raft's
+// contract requires.
+func (n *Node) run() {
+	defer n.wg.Done()
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	isLeader := false
+	for {
+		select {
+		case <-ticker.C:
+			n.raft.Tick()
+		case rd := <-n.raft.Ready():
+			if rd.SoftState != nil {
+				isLeader = rd.RaftState == raft.StateLeader
+				n.raftState.Store(rd.RaftState)
+				if old := n.leader.Swap(rd.Lead); old != rd.Lead {
+					n.log.Info("leader changed", "leader", fmt.Sprintf("%016x", rd.Lead))
+					n.notifyLeader()
+				}
+			}
+			if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
+				n.term.Store(rd.HardState.GetTerm())
+				n.commit.Store(rd.HardState.GetCommit())
+			}
+			// A leader may send in parallel with its own write (raft thesis
+			// 10.2.1); a follower must persist first.
+			if isLeader {
+				n.trans.Send(rd.Messages)
+			}
+			if err := n.persist(rd); err != nil {
+				n.fail(err)
+				return
+			}
+			if !isLeader {
+				n.trans.Send(rd.Messages)
+			}
+			n.reads.deliver(rd.ReadStates)
+			if err := n.apply(rd.CommittedEntries); err != nil {
+				n.fail(err)
+				return
+			}
+			if err := n.maybeSnapshot(); err != nil {
+				n.fail(err)
+				return
+			}
+			n.raft.Advance()
+		case <-n.stopc:
+			return
+		}
+	}
+}
+
+// persist makes a Ready's snapshot, entries and hard state durable, then
+// hands them to raft's in-memory storage.
+func (n *Node) persist(rd raft.Ready) error {
+	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.installSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	if err := n.logs.save(rd.HardState, rd.Entries); err != nil {
+		return err
+	}
+	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
+		if err := n.mem.SetHardState(rd.HardState); err != nil {
+			return fmt.Errorf("set hard state: %w", err)
+		}
+	}
+	if err := n.mem.Append(rd.Entries); err != nil {
+		return fmt.Errorf("append entries: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) notifyApplied() {
+	n.appliedMu.Lock()
+	close(n.appliedC)
+	n.appliedC = make(chan struct{})
+	n.appliedMu.Unlock()
+}
+
+func (n *Node) notifyLeader() {
+	n.leaderMu.Lock()
+	close(n.leaderC)
+	n.leaderC = make(chan struct{})
+	n.leaderMu.Unlock()
+}
+
+func (n *Node) leaderChanged() <-chan struct{} {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leaderC
+}
+
+// WaitApplied blocks until the node has applied index or ctx ends.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		n.appliedMu.Lock()
+		ch := n.appliedC
+		n.appliedMu.Unlock()
+		if n.applied.Load() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.done:
+			return n.stoppedErr()
+		}
+	}
+}
+
+// AppliedIndex is the index of the last entry applied to the state machine:
+// the revision answers carry.
+func (n *Node) AppliedIndex() uint64 { return n.applied.Load() }
+
+// ID is this member's raft id.
+func (n *Node) ID() uint64 { return n.cfg.ID }
+
+// Name is this member's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// ClusterID is the raft group's id.
+func (n *Node) ClusterID() uint64 { return n.cfg.ClusterID }
+
+// Leader is the current leader's id, 0 when none is known.
+func (n *Node) Leader() uint64 { return n.leader.Load() }
+
+// Status reports this member's view of itself.
+func (n *Node) Status() *MemberStatus {
+	st := n.raftState.Load().(raft.StateType)
+	learner := false
+	if n.raft != nil {
+		s := n.raft.Status()
+		_, learner = s.Config.Learners[n.cfg.ID]
+	}
+	return &MemberStatus{
+		Name:          n.cfg.Name,
+		ID:            n.cfg.ID,
+		PeerAddress:   n.cfg.PeerAddress,
+		ClientAddress: n.cfg.ClientAddress,
+		State:         stateName(st),
+		Learner:       learner,
+		Term:          n.term.Load(),
+		AppliedIndex:  n.applied.Load(),
+		CommitIndex:   n.commit.Load(),
+		LeaderID:      n.leader.Load(),
+		ServingReads:  n.BoundedReadCheck() == nil,
+	}
+}
+
+func stateName(s raft.StateType) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "State"))
+}
+
+// PeerStatus asks another member about itself over the peer transport.
+func (n *Node) PeerStatus(ctx context.Context, id uint64) (*MemberStatus, error) {
+	if id == n.cfg.ID {
+		return n.Status(), nil
+	}
+	return n.trans.PeerStatus(ctx, id)
+}
+
+// Process implements Handler.
+func (n *Node) Process(ctx context.Context, m *raftpb.Message) error {
+	return n.raft.Step(ctx, m)
+}
+
+// ReportUnreachable implements Handler.
+func (n *Node) ReportUnreachable(id uint64) { n.raft.ReportUnreachable(id) }
+
+// ReportSnapshot implements Handler.
+func (n *Node) ReportSnapshot(id uint64, ok bool) {
+	st := raft.SnapshotFinish
+	if !ok {
+		st = raft.SnapshotFailure
+	}
+	n.raft.ReportSnapshot(id, st)
+}
+
+// TransferLeadership asks raft to hand leadership to transferee and waits
+// until a leader other than this member is known or ctx ends.
+func (n *Node) TransferLeadership(ctx context.Context, transferee uint64) error {
+	n.raft.TransferLeadership(ctx, n.leader.Load(), transferee)
+	for {
+		ch := n.leaderChanged()
+		if l := n.leader.Load(); l == transferee {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("transfer leadership to %016x: %w", transferee, ctx.Err())
+		}
+	}
+}
+
+// Done is closed when the node has stopped, by Stop or by a fatal error.
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// Err is the fatal error that stopped the node, nil after a clean Stop.
+func (n *Node) Err() error {
+	n.errMu.Lock()
+	defer n.errMu.Unlock()
+	return n.err
+}
+
+func (n *Node) stoppedErr() error {
+	if err := n.Err(); err != nil {
+		return fmt.Errorf("%w: %v", ErrStopped, err)
+	}
+	return ErrStopped
+}
+
+// fail records a fatal error and stops the node. A member that cannot
+// persist or apply must stop rather than answer from a state that diverges.
+func (n *Node) fail(err error) {
+	n.errMu.Lock()
+	if n.err == nil {
+		n.err = err
+	}
+	n.errMu.Unlock()
+	n.log.Error("raft node stopping on fatal error", "err", err)
+	go n.Stop()
+}
+
+// Stop stops the node and closes its databases. It is safe to call more
+// than once.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() {
+		close(n.stopc)
+		n.trans.Stop()
+		n.raft.Stop()
+		n.wg.Wait()
+		n.proposals.failAll(n.stoppedErr())
+		n.closeStores()
+		close(n.done)
+	})
+}

@@ -1,0 +1,39 @@
+package raftstore
+
+import (
+	bolt "go.etcd.io/bbolt"
+)
+
+// StateMachine is the application state a Node replicates. Its durable state
+// lives in buckets of the state database that the Node hands it; the Node
+// owns the database, the applied index and snapshots.
+//
+// Concurrency: Init, Apply and Restore are called from one goroutine, the
+// node's apply loop, never concurrently with each other. The state machine's
+// own readers (for example an in-memory index used to answer queries) run
+// concurrently with Apply; guarding that in-memory state is the state
+// machine's job.
+type StateMachine interface {
+	// Init runs once when the state database is opened or replaced, in a
+	// writable transaction: create buckets, migrate an older layout.
+	Init(tx *bolt.Tx) error
+
+	// Apply applies one committed entry's payload within tx, the transaction
+	// that also records index as applied. It must be deterministic: the same
+	// payload on the same state gives the same change on every member (no
+	// clock, no randomness, no I/O but tx).
+	//
+	// result is handed to the caller of Propose on the proposing member; a
+	// deterministic refusal ("already exists") belongs in result. A non-nil
+	// err means the member cannot go on (an undecodable payload, a storage
+	// failure): the node stops rather than diverge.
+	//
+	// In-memory changes may be made during Apply; they become visible before
+	// the transaction commits, which is safe because the entry is already
+	// committed by the cluster.
+	Apply(tx *bolt.Tx, index uint64, payload []byte) (result any, err error)
+
+	// Restore rebuilds in-memory state from the state database: at start and
+	// after a snapshot from the leader replaced the database.
+	Restore(tx *bolt.Tx) error
+}
