@@ -27,14 +27,14 @@ var ErrStopped = errors.New("raftstore: node stopped")
 // log, the state database and the loops that drive them. Every exported
 // method is safe to call from any goroutine.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	raft   raft.Node
-	mem    *raft.MemoryStorage
-	logs   *logStore
-	sm     StateMachine
-	trans  Transport
-	base   time.Time // origin of the monotonic timestamps stored in atomics
+	cfg   Config
+	log   *slog.Logger
+	raft  raft.Node
+	mem   *raft.MemoryStorage
+	logs  *logStore
+	sm    StateMachine
+	trans Transport
+	base  time.Time // origin of the monotonic timestamps stored in atomics
 
 	stateMu sync.RWMutex // guards state (replaced when a snapshot is installed)
 	state   *stateDB

@@ -157,4 +157,3 @@ func (n *Node) maybeSnapshot() error {
 	n.log.Info("snapshot taken", "index", applied, "compacted_to", compactTo)
 	return nil
 }
-
