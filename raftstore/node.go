@@ -516,3 +516,16 @@ func (n *Node) Stop() {
 		close(n.done)
 	})
 }
+
+// View runs fn in a read transaction of the state database with the index
+// that transaction is applied to, so a multi-key read is consistent and
+// carries its exact revision.
+func (n *Node) View(fn func(tx *bolt.Tx, applied uint64) error) error {
+	return n.view(func(tx *bolt.Tx) error {
+		as, _, err := readApplied(tx)
+		if err != nil {
+			return err
+		}
+		return fn(tx, as.GetIndex())
+	})
+}

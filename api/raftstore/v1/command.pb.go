@@ -528,7 +528,8 @@ func (x *UpdateToken) GetDescription() string {
 	return ""
 }
 
-// RevokeToken revokes a token for good and drops its secret hash.
+// RevokeToken revokes a token for good. The hash is kept so a revoked
+// token presented with its secret is answered "revoked", not "unknown".
 type RevokeToken struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`

@@ -1,0 +1,77 @@
+// Command tokenstore runs one member of a tokenstore cluster. See
+// `tokenstore --help` and docs/ for the flags; package server does the work.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tokenstore/tokenstore/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newCommand().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "tokenstore: error:", err)
+		os.Exit(1)
+	}
+}
+
+func newCommand() *cobra.Command {
+	var cfg server.Config
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "tokenstore",
+		Short: "Run one member of a replicated token store",
+		Long: `tokenstore runs one member of a raft-replicated store of authentication
+tokens. Start three (or five) members with the same --initial-cluster:
+
+  tokenstore --name n1 --data-dir data/n1 --listen-client 127.0.0.1:23790 \
+    --listen-peer 127.0.0.1:23800 --listen-http 127.0.0.1:23810 \
+    --initial-cluster n1=127.0.0.1:23800,n2=127.0.0.1:23801,n3=127.0.0.1:23802
+
+Every flag can also be set as the environment variable TOKENSTORE_<FLAG>
+(upper case, '-' as '_') or as a key in the YAML file given by --config;
+the command line wins over the environment, which wins over the file.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := server.LoadEnvAndFile(cmd.Flags(), configFile); err != nil {
+				return err
+			}
+			log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+			if err != nil {
+				return err
+			}
+			return server.Run(cmd.Context(), cfg, log)
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML file of settings keyed by flag name")
+	cfg.RegisterFlags(cmd.Flags())
+	cmd.Flags().SortFlags = false
+	return cmd
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,179 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
+
+	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
+	"github.com/tokenstore/tokenstore/raftstore"
+)
+
+// Config is a member's configuration. Every field is a flag; a flag not
+// given on the command line is taken from the environment variable
+// TOKENSTORE_<FLAG> (upper case, '-' as '_'), then from the --config file
+// (YAML, keys are flag names), then the default.
+type Config struct {
+	Name                string
+	DataDir             string
+	ListenClient        string
+	ListenPeer          string
+	ListenHTTP          string
+	AdvertiseClient     string
+	AdvertisePeer       string
+	InitialCluster      string
+	InitialClusterToken string
+	ReadConsistency     string
+	MaxStaleness        time.Duration
+	RequestTimeout      time.Duration
+	SnapshotCount       uint64
+	TickInterval        time.Duration
+	ElectionTicks       int
+	MaxRequestBytes     int
+	LogLevel            string
+	LogFormat           string
+}
+
+// RegisterFlags defines the flags on fs, bound to c, with their defaults.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Name, "name", "default", "member name, unique in the cluster")
+	fs.StringVar(&c.DataDir, "data-dir", "", "data directory (default ./<name>.tokenstore)")
+	fs.StringVar(&c.ListenClient, "listen-client", "127.0.0.1:23790", "gRPC client API address (AuthService, TokenService, ClusterService, health, reflection)")
+	fs.StringVar(&c.ListenPeer, "listen-peer", "127.0.0.1:23800", "raft peer address")
+	fs.StringVar(&c.ListenHTTP, "listen-http", "127.0.0.1:23810", "HTTP address (/healthz, /livez, /readyz, /metrics); empty disables")
+	fs.StringVar(&c.AdvertiseClient, "advertise-client", "", "client address other members and status report (default --listen-client)")
+	fs.StringVar(&c.AdvertisePeer, "advertise-peer", "", "peer address of this member as others reach it (default --listen-peer)")
+	fs.StringVar(&c.InitialCluster, "initial-cluster", "", "bootstrap membership, name=host:peerport,... (default: this member alone); ignored once the data directory holds raft state")
+	fs.StringVar(&c.InitialClusterToken, "initial-cluster-token", "tokenstore", "distinguishes clusters bootstrapped with the same member names")
+	fs.StringVar(&c.ReadConsistency, "read-consistency", "bounded", "default read consistency: bounded (local state confirmed within --max-staleness) or linearizable (ReadIndex per batch of reads)")
+	fs.DurationVar(&c.MaxStaleness, "max-staleness", 5*time.Second, "bounded reads fail closed when this member has not confirmed it is caught up with the leader for this long")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "deadline for a request that brings none")
+	fs.Uint64Var(&c.SnapshotCount, "snapshot-count", 10000, "applied entries between snapshots (the log is compacted behind each)")
+	fs.DurationVar(&c.TickInterval, "tick-interval", 100*time.Millisecond, "raft tick; heartbeats every tick")
+	fs.IntVar(&c.ElectionTicks, "election-ticks", 10, "ticks without a heartbeat before an election")
+	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", 1<<20, "largest client request accepted")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+}
+
+// LoadEnvAndFile fills flags not set on the command line from the
+// environment and then from the YAML file at path (if not empty). Unknown
+// keys in the file are an error, so a typo is never silently ignored.
+func LoadEnvAndFile(fs *pflag.FlagSet, path string) error {
+	var file map[string]any
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("read config file: %w", err)
+		}
+		if err := yaml.Unmarshal(b, &file); err != nil {
+			return fmt.Errorf("config file %s: %w", path, err)
+		}
+		for k := range file {
+			if f := fs.Lookup(k); f == nil || k == "config" {
+				return fmt.Errorf("config file %s: unknown setting %q", path, k)
+			}
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "config" {
+			return
+		}
+		env := "TOKENSTORE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("environment %s: %w", env, err))
+			}
+			return
+		}
+		if v, ok := file[f.Name]; ok {
+			if err := fs.Set(f.Name, fmt.Sprint(v)); err != nil {
+				errs = append(errs, fmt.Errorf("config file %s: %s: %w", path, f.Name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Validate checks the configuration and fills derived defaults.
+func (c *Config) Validate() error {
+	if c.Name == "" || strings.ContainsAny(c.Name, "=, \t") {
+		return fmt.Errorf("--name %q: must be non-empty without '=', ',' or spaces", c.Name)
+	}
+	if c.DataDir == "" {
+		c.DataDir = c.Name + ".tokenstore"
+	}
+	for _, a := range []struct{ flag, v string }{{"listen-client", c.ListenClient}, {"listen-peer", c.ListenPeer}} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return fmt.Errorf("--%s %q: %w", a.flag, a.v, err)
+		}
+	}
+	if c.ListenHTTP != "" {
+		if _, _, err := net.SplitHostPort(c.ListenHTTP); err != nil {
+			return fmt.Errorf("--listen-http %q: %w", c.ListenHTTP, err)
+		}
+	}
+	if c.AdvertiseClient == "" {
+		c.AdvertiseClient = c.ListenClient
+	}
+	if c.AdvertisePeer == "" {
+		c.AdvertisePeer = c.ListenPeer
+	}
+	switch c.ReadConsistency {
+	case "bounded", "linearizable":
+	default:
+		return fmt.Errorf("--read-consistency %q: want bounded or linearizable", c.ReadConsistency)
+	}
+	if c.MaxStaleness <= 0 || c.RequestTimeout <= 0 || c.TickInterval <= 0 || c.ElectionTicks < 2 {
+		return errors.New("--max-staleness, --request-timeout and --tick-interval must be positive and --election-ticks at least 2")
+	}
+	if c.SnapshotCount == 0 {
+		return errors.New("--snapshot-count must be positive")
+	}
+	if c.MaxRequestBytes < 4096 {
+		return errors.New("--max-request-bytes must be at least 4096")
+	}
+	if _, err := c.Members(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Members parses --initial-cluster into raft members with derived ids.
+func (c *Config) Members() ([]*raftstorev1.Member, error) {
+	spec := c.InitialCluster
+	if spec == "" {
+		spec = c.Name + "=" + c.AdvertisePeer
+	}
+	var out []*raftstorev1.Member
+	seen := map[string]bool{}
+	self := false
+	for _, part := range strings.Split(spec, ",") {
+		name, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" || addr == "" {
+			return nil, fmt.Errorf("--initial-cluster: %q is not name=host:port", part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--initial-cluster: member %s: %w", name, err)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("--initial-cluster: member %s listed twice", name)
+		}
+		seen[name] = true
+		if name == c.Name {
+			self = true
+		}
+		out = append(out, &raftstorev1.Member{Name: name, Id: raftstore.MemberID(c.InitialClusterToken, name), PeerAddress: addr})
+	}
+	if !self {
+		return nil, fmt.Errorf("--initial-cluster does not list this member (--name %s)", c.Name)
+	}
+	return out, nil
+}

@@ -1,0 +1,243 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
+	"github.com/tokenstore/tokenstore/raftstore"
+	"github.com/tokenstore/tokenstore/raftstore/transport"
+	"github.com/tokenstore/tokenstore/server/state"
+)
+
+// Server is one running member.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	node    *raftstore.Node
+	state   *state.State
+	metrics *metrics
+	grpc    *grpc.Server
+	http    *http.Server
+	health  *health.Server
+	wg      sync.WaitGroup
+	stopc   chan struct{}
+}
+
+// Run starts a member and serves until ctx ends or the node stops on a
+// fatal error. It returns that error, or nil after a clean shutdown.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	s, err := Start(cfg, log)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		s.Stop()
+		return nil
+	case <-s.node.Done():
+		s.Stop()
+		return fmt.Errorf("raft node stopped: %w", s.node.Err())
+	}
+}
+
+// Start opens the data directory, joins the raft group and starts serving.
+func Start(cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	members, err := cfg.Members()
+	if err != nil {
+		return nil, err
+	}
+	id := raftstore.MemberID(cfg.InitialClusterToken, cfg.Name)
+	cid := raftstore.ClusterID(cfg.InitialClusterToken, members)
+	log = log.With("member", cfg.Name)
+
+	peerL, err := net.Listen("tcp", cfg.ListenPeer)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --listen-peer: %w", err)
+	}
+	clientL, err := net.Listen("tcp", cfg.ListenClient)
+	if err != nil {
+		peerL.Close()
+		return nil, fmt.Errorf("listen on --listen-client: %w", err)
+	}
+	var httpL net.Listener
+	if cfg.ListenHTTP != "" {
+		if httpL, err = net.Listen("tcp", cfg.ListenHTTP); err != nil {
+			peerL.Close()
+			clientL.Close()
+			return nil, fmt.Errorf("listen on --listen-http: %w", err)
+		}
+	}
+	closeAll := func() {
+		peerL.Close()
+		clientL.Close()
+		if httpL != nil {
+			httpL.Close()
+		}
+	}
+
+	s := &Server{cfg: cfg, log: log, state: state.New(), stopc: make(chan struct{})}
+	tr := transport.New(transport.Config{ClusterID: cid, LocalID: id, Listener: peerL, Logger: log})
+	s.node, err = raftstore.Open(raftstore.Config{
+		Name: cfg.Name, ID: id, ClusterID: cid, DataDir: cfg.DataDir, InitialCluster: members,
+		PeerAddress: cfg.AdvertisePeer, ClientAddress: cfg.AdvertiseClient,
+		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks,
+		SnapshotCount: cfg.SnapshotCount, MaxStaleness: cfg.MaxStaleness,
+		StateMachine: s.state, Transport: tr, Logger: log,
+	})
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	s.metrics = newMetrics(s)
+
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		grpc.ChainUnaryInterceptor(s.deadlineInterceptor),
+	)
+	tokenstorev1.RegisterAuthServiceServer(s.grpc, &authService{s: s})
+	tokenstorev1.RegisterTokenServiceServer(s.grpc, &tokenService{s: s})
+	tokenstorev1.RegisterClusterServiceServer(s.grpc, &clusterService{s: s})
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.grpc.Serve(clientL); err != nil {
+			log.Error("client gRPC server stopped", "err", err)
+		}
+	}()
+	go s.healthLoop()
+	if httpL != nil {
+		s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.http.Serve(httpL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("HTTP server stopped", "err", err)
+			}
+		}()
+	}
+	log.Info("member started", "id", fmt.Sprintf("%016x", id), "cluster", fmt.Sprintf("%016x", cid),
+		"client", clientL.Addr().String(), "peer", peerL.Addr().String(), "http", cfg.ListenHTTP, "data_dir", cfg.DataDir)
+	return s, nil
+}
+
+// Node is the member's raft node.
+func (s *Server) Node() *raftstore.Node { return s.node }
+
+// Stop shuts the member down: a leader first hands leadership to a caught-up
+// follower so the cluster does not wait out an election timeout, in-flight
+// requests finish, then raft and storage stop.
+func (s *Server) Stop() {
+	select {
+	case <-s.stopc:
+		return
+	default:
+	}
+	close(s.stopc)
+	s.transferLeadership()
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.grpc.Stop()
+	}
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.http.Shutdown(ctx)
+		cancel()
+	}
+	s.wg.Wait()
+	s.node.Stop()
+	s.log.Info("member stopped")
+}
+
+func (s *Server) transferLeadership() {
+	if s.node.Leader() != s.node.ID() {
+		return
+	}
+	members, err := s.node.Members()
+	if err != nil {
+		return
+	}
+	var best uint64
+	var bestApplied uint64
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for _, m := range members {
+		if m.GetId() == s.node.ID() {
+			continue
+		}
+		st, err := s.node.PeerStatus(ctx, m.GetId())
+		if err != nil || st.Learner {
+			continue
+		}
+		if best == 0 || st.AppliedIndex > bestApplied {
+			best, bestApplied = m.GetId(), st.AppliedIndex
+		}
+	}
+	if best == 0 {
+		return
+	}
+	if err := s.node.TransferLeadership(ctx, best); err != nil {
+		s.log.Warn("leadership transfer before shutdown did not finish", "err", err)
+		return
+	}
+	s.log.Info("handed leadership over before shutdown", "to", fmt.Sprintf("%016x", best))
+}
+
+// healthLoop keeps the gRPC health status in step with read readiness.
+func (s *Server) healthLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	last := healthpb.HealthCheckResponse_UNKNOWN
+	for {
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if s.node.BoundedReadCheck() == nil {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		if st != last {
+			s.health.SetServingStatus("", st)
+			s.health.SetServingStatus(tokenstorev1.AuthService_ServiceDesc.ServiceName, st)
+			last = st
+		}
+		select {
+		case <-t.C:
+		case <-s.stopc:
+			return
+		}
+	}
+}
+
+func (s *Server) deadlineInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		defer cancel()
+	}
+	return h(ctx, req)
+}
+
+func (s *Server) header(rev uint64) *tokenstorev1.ResponseHeader {
+	return &tokenstorev1.ResponseHeader{Revision: rev, Member: s.cfg.Name, MemberId: s.node.ID(), ClusterId: s.node.ClusterID()}
+}

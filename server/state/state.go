@@ -1,0 +1,264 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
+)
+
+// FormatVersion is the layout version of the buckets this package owns.
+const FormatVersion = 1
+
+var (
+	metaBucket   = []byte("tokenstore")
+	tokensBucket = []byte("tokens")
+	keyVersion   = []byte("version")
+)
+
+// Refusals returned in Outcome.Err; the same on every member.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrRevoked  = errors.New("token is revoked")
+	ErrInvalid  = errors.New("invalid command")
+)
+
+// Outcome is what applying a command returns to its proposer.
+type Outcome struct {
+	// Record is the token as it is after the command (nil on refusal).
+	Record *raftstorev1.TokenRecord
+	// Err is a deterministic refusal, or nil.
+	Err error
+}
+
+// State is the replicated application state. The zero value is not usable;
+// call New.
+type State struct {
+	mu     sync.RWMutex
+	tokens map[string]*entry
+}
+
+// New returns an empty State; raftstore calls Init and Restore on it.
+func New() *State { return &State{tokens: map[string]*entry{}} }
+
+// Init implements raftstore.StateMachine.
+func (s *State) Init(tx *bolt.Tx) error {
+	meta, err := tx.CreateBucketIfNotExists(metaBucket)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucketIfNotExists(tokensBucket); err != nil {
+		return err
+	}
+	v := meta.Get(keyVersion)
+	if v == nil {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], FormatVersion)
+		return meta.Put(keyVersion, b[:])
+	}
+	if len(v) != 4 {
+		return fmt.Errorf("corrupt state format version %x", v)
+	}
+	if got := binary.BigEndian.Uint32(v); got > FormatVersion {
+		return fmt.Errorf("state format version %d is newer than this binary supports (%d); upgrade tokenstore", got, FormatVersion)
+	}
+	return nil
+}
+
+// Restore implements raftstore.StateMachine.
+func (s *State) Restore(tx *bolt.Tx) error {
+	tokens := map[string]*entry{}
+	err := tx.Bucket(tokensBucket).ForEach(func(k, v []byte) error {
+		r := &raftstorev1.TokenRecord{}
+		if err := proto.Unmarshal(v, r); err != nil {
+			return fmt.Errorf("decode token %q: %w", k, err)
+		}
+		tokens[r.GetId()] = newEntry(r)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore tokens: %w", err)
+	}
+	s.mu.Lock()
+	s.tokens = tokens
+	s.mu.Unlock()
+	return nil
+}
+
+// Apply implements raftstore.StateMachine.
+func (s *State) Apply(tx *bolt.Tx, index uint64, payload []byte) (any, error) {
+	cmd := &raftstorev1.Command{}
+	if err := proto.Unmarshal(payload, cmd); err != nil {
+		return nil, fmt.Errorf("decode command: %w", err)
+	}
+	b := tx.Bucket(tokensBucket)
+	switch op := cmd.GetOp().(type) {
+	case *raftstorev1.Command_CreateToken:
+		return s.applyCreate(b, index, op.CreateToken)
+	case *raftstorev1.Command_UpdateToken:
+		return s.applyUpdate(b, index, op.UpdateToken)
+	case *raftstorev1.Command_RevokeToken:
+		return s.applyRevoke(b, index, op.RevokeToken)
+	case *raftstorev1.Command_RecordLastUsed:
+		return nil, s.applyLastUsed(b, op.RecordLastUsed)
+	case nil:
+		// A command from a newer binary with an op this one does not know:
+		// applying it as a no-op would diverge from members that know it.
+		return nil, errors.New("command has no operation this binary knows; upgrade tokenstore")
+	default:
+		return nil, fmt.Errorf("unhandled command %T", op)
+	}
+}
+
+func getRecord(b *bolt.Bucket, id string) (*raftstorev1.TokenRecord, error) {
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil, nil
+	}
+	r := &raftstorev1.TokenRecord{}
+	if err := proto.Unmarshal(v, r); err != nil {
+		return nil, fmt.Errorf("decode token %q: %w", id, err)
+	}
+	return r, nil
+}
+
+func (s *State) putRecord(b *bolt.Bucket, r *raftstorev1.TokenRecord) error {
+	v, err := proto.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode token %q: %w", r.GetId(), err)
+	}
+	if err := b.Put([]byte(r.GetId()), v); err != nil {
+		return fmt.Errorf("store token %q: %w", r.GetId(), err)
+	}
+	e := newEntry(r)
+	s.mu.Lock()
+	s.tokens[r.GetId()] = e
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *State) applyCreate(b *bolt.Bucket, index uint64, c *raftstorev1.CreateToken) (any, error) {
+	r := c.GetRecord()
+	if r.GetId() == "" || len(r.GetSecretHash()) == 0 {
+		return Outcome{Err: fmt.Errorf("%w: create without id or hash", ErrInvalid)}, nil
+	}
+	if b.Get([]byte(r.GetId())) != nil {
+		return Outcome{Err: fmt.Errorf("token %q: %w", r.GetId(), ErrExists)}, nil
+	}
+	r = proto.Clone(r).(*raftstorev1.TokenRecord)
+	r.Format = 1
+	r.CreateRevision = index
+	r.UpdateRevision = index
+	if err := s.putRecord(b, r); err != nil {
+		return nil, err
+	}
+	return Outcome{Record: r}, nil
+}
+
+func (s *State) applyUpdate(b *bolt.Bucket, index uint64, u *raftstorev1.UpdateToken) (any, error) {
+	r, err := getRecord(b, u.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return Outcome{Err: fmt.Errorf("token %q: %w", u.GetId(), ErrNotFound)}, nil
+	}
+	if r.GetRevoked() {
+		return Outcome{Err: fmt.Errorf("token %q: %w", u.GetId(), ErrRevoked)}, nil
+	}
+	if u.Disabled != nil {
+		r.Disabled = u.GetDisabled()
+	}
+	if u.ExpiresUnixNano != nil {
+		r.ExpiresUnixNano = u.GetExpiresUnixNano()
+	}
+	if u.Description != nil {
+		r.Description = u.GetDescription()
+	}
+	r.UpdateRevision = index
+	if err := s.putRecord(b, r); err != nil {
+		return nil, err
+	}
+	return Outcome{Record: r}, nil
+}
+
+func (s *State) applyRevoke(b *bolt.Bucket, index uint64, rv *raftstorev1.RevokeToken) (any, error) {
+	r, err := getRecord(b, rv.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return Outcome{Err: fmt.Errorf("token %q: %w", rv.GetId(), ErrNotFound)}, nil
+	}
+	if r.GetRevoked() { // idempotent: revoking twice is the same as once
+		return Outcome{Record: r}, nil
+	}
+	r.Revoked = true
+	r.RevokedUnixNano = rv.GetRevokedUnixNano()
+	r.UpdateRevision = index
+	if err := s.putRecord(b, r); err != nil {
+		return nil, err
+	}
+	return Outcome{Record: r}, nil
+}
+
+// applyLastUsed raises lastUsedAt to the reported times: max(stored,
+// reported), commutative and idempotent; unknown ids are ignored.
+func (s *State) applyLastUsed(b *bolt.Bucket, l *raftstorev1.RecordLastUsed) error {
+	for _, u := range l.GetUses() {
+		s.mu.RLock()
+		e, ok := s.tokens[u.GetId()]
+		s.mu.RUnlock()
+		if !ok || u.GetUnixNano() <= e.lastUsed {
+			continue
+		}
+		r, err := getRecord(b, u.GetId())
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			continue
+		}
+		r.LastUsedUnixNano = u.GetUnixNano()
+		if err := s.putRecord(b, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Get reads one token record from tx.
+func Get(tx *bolt.Tx, id string) (*raftstorev1.TokenRecord, error) {
+	return getRecord(tx.Bucket(tokensBucket), id)
+}
+
+// List reads up to limit token records with ids greater than after, in id
+// order, and says whether more follow.
+func List(tx *bolt.Tx, after string, limit int) ([]*raftstorev1.TokenRecord, bool, error) {
+	var out []*raftstorev1.TokenRecord
+	c := tx.Bucket(tokensBucket).Cursor()
+	k, v := c.First()
+	if after != "" {
+		k, v = c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, v = c.Next()
+		}
+	}
+	for ; k != nil; k, v = c.Next() {
+		if len(out) == limit {
+			return out, true, nil
+		}
+		r := &raftstorev1.TokenRecord{}
+		if err := proto.Unmarshal(v, r); err != nil {
+			return nil, false, fmt.Errorf("decode token %q: %w", k, err)
+		}
+		out = append(out, r)
+	}
+	return out, false, nil
+}
