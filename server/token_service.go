@@ -276,4 +276,3 @@ func apiToken(r *raftstorev1.TokenRecord) *tokenstorev1.Token {
 		CreateRevision: r.GetCreateRevision(), UpdateRevision: r.GetUpdateRevision(),
 	}
 }
-
