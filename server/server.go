@@ -33,6 +33,8 @@ type Server struct {
 	health  *health.Server
 	wg      sync.WaitGroup
 	stopc   chan struct{}
+
+	clientAddr string
 }
 
 // Run starts a member and serves until ctx ends or the node stops on a
@@ -90,7 +92,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 	}
 
-	s := &Server{cfg: cfg, log: log, state: state.New(), stopc: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, state: state.New(), stopc: make(chan struct{}), clientAddr: clientL.Addr().String()}
 	tr := transport.New(transport.Config{ClusterID: cid, LocalID: id, Listener: peerL, Logger: log})
 	s.node, err = raftstore.Open(raftstore.Config{
 		Name: cfg.Name, ID: id, ClusterID: cid, DataDir: cfg.DataDir, InitialCluster: members,
@@ -241,3 +243,6 @@ func (s *Server) deadlineInterceptor(ctx context.Context, req any, _ *grpc.Unary
 func (s *Server) header(rev uint64) *tokenstorev1.ResponseHeader {
 	return &tokenstorev1.ResponseHeader{Revision: rev, Member: s.cfg.Name, MemberId: s.node.ID(), ClusterId: s.node.ClusterID()}
 }
+
+// ClientAddr is the address the client gRPC listener is bound to.
+func (s *Server) ClientAddr() string { return s.clientAddr }
