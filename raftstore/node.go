@@ -61,6 +61,9 @@ type Node struct {
 	proposals proposals
 	reads     reads
 
+	fwdMu    sync.RWMutex
+	forwards map[string]ForwardFunc
+
 	stopOnce sync.Once
 	stopc    chan struct{}
 	done     chan struct{}
@@ -96,6 +99,7 @@ func Open(c Config) (*Node, error) {
 		leaderC:  make(chan struct{}),
 		stopc:    make(chan struct{}),
 		done:     make(chan struct{}),
+		forwards: map[string]ForwardFunc{},
 	}
 	n.raftState.Store(raft.StateFollower)
 	n.confirmed.Store(-int64(time.Hour))
@@ -528,4 +532,30 @@ func (n *Node) View(fn func(tx *bolt.Tx, applied uint64) error) error {
 		}
 		return fn(tx, as.GetIndex())
 	})
+}
+
+// HandleForwards registers fn for application messages of kind sent by
+// other members with Forward. Register before traffic of that kind can
+// arrive; an unregistered kind is answered with an error.
+func (n *Node) HandleForwards(kind string, fn ForwardFunc) {
+	n.fwdMu.Lock()
+	n.forwards[kind] = fn
+	n.fwdMu.Unlock()
+}
+
+// Forward sends an application message to member id over the peer
+// transport and returns its handler's answer.
+func (n *Node) Forward(ctx context.Context, id uint64, kind string, payload []byte) ([]byte, error) {
+	return n.trans.Forward(ctx, id, kind, payload)
+}
+
+// HandleForward implements Handler.
+func (n *Node) HandleForward(ctx context.Context, from uint64, kind string, payload []byte) ([]byte, error) {
+	n.fwdMu.RLock()
+	fn := n.forwards[kind]
+	n.fwdMu.RUnlock()
+	if fn == nil {
+		return nil, fmt.Errorf("no handler for forwarded %q messages", kind)
+	}
+	return fn(ctx, from, payload)
 }

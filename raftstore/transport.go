@@ -21,6 +21,9 @@ type Transport interface {
 	RemovePeer(id uint64)
 	// PeerStatus asks a peer about itself.
 	PeerStatus(ctx context.Context, id uint64) (*MemberStatus, error)
+	// Forward delivers an application message to peer id and returns its
+	// answer (see Node.Forward).
+	Forward(ctx context.Context, id uint64, kind string, payload []byte) ([]byte, error)
 	Stop()
 }
 
@@ -41,7 +44,13 @@ type Handler interface {
 	ReportSnapshot(id uint64, ok bool)
 	// Status reports this member's view of itself.
 	Status() *MemberStatus
+	// HandleForward answers an application message from peer from.
+	HandleForward(ctx context.Context, from uint64, kind string, payload []byte) ([]byte, error)
 }
+
+// ForwardFunc handles application messages of one kind sent with
+// Node.Forward. It runs on a transport goroutine and must not block long.
+type ForwardFunc func(ctx context.Context, from uint64, payload []byte) ([]byte, error)
 
 // SnapshotStream is a consistent copy of the state database being sent to a
 // peer, together with the MsgSnap that describes it.

@@ -50,7 +50,8 @@ func (s *Server) propose(ctx context.Context, what string, cmd *raftstorev1.Comm
 	s.metrics.proposals.WithLabelValues("applied").Inc()
 	out, _ := res.Value.(state.Outcome)
 	if out.Err != nil {
-		return out, res.Index, rpcError(what, out.Err)
+		// Refusals name the token already ("token "x": not found").
+		return out, res.Index, rpcError("refused", out.Err)
 	}
 	return out, res.Index, nil
 }

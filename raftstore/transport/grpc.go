@@ -57,8 +57,12 @@ type GRPC struct {
 	mu      sync.Mutex
 	peers   map[uint64]*peer
 	stopped bool
+}
 
+// peerServer serves the PeerService for a GRPC transport.
+type peerServer struct {
 	raftstorev1.UnimplementedPeerServiceServer
+	t *GRPC
 }
 
 // New returns a transport; it serves once the node calls Start.
@@ -81,7 +85,7 @@ func (t *GRPC) Start(h raftstore.Handler) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	}, t.cfg.ServerOptions...)
 	t.srv = grpc.NewServer(opts...)
-	raftstorev1.RegisterPeerServiceServer(t.srv, t)
+	raftstorev1.RegisterPeerServiceServer(t.srv, peerServer{t: t})
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -190,6 +194,34 @@ func (t *GRPC) PeerStatus(ctx context.Context, id uint64) (*raftstore.MemberStat
 	}, nil
 }
 
+// Forward implements raftstore.Transport.
+func (t *GRPC) Forward(ctx context.Context, id uint64, kind string, payload []byte) ([]byte, error) {
+	t.mu.Lock()
+	p, ok := t.peers[id]
+	t.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("member %016x is not a known peer", id)
+	}
+	r, err := p.client.Forward(ctx, &raftstorev1.ForwardRequest{ClusterId: t.cfg.ClusterID, From: t.cfg.LocalID, Kind: kind, Payload: payload})
+	if err != nil {
+		return nil, fmt.Errorf("forward %s to member %016x at %s: %w", kind, id, p.addr, err)
+	}
+	return r.GetPayload(), nil
+}
+
+// Forward implements raftstorev1.PeerServiceServer.
+func (ps peerServer) Forward(ctx context.Context, req *raftstorev1.ForwardRequest) (*raftstorev1.ForwardResponse, error) {
+	t := ps.t
+	if err := t.checkCluster(req.GetClusterId()); err != nil {
+		return nil, err
+	}
+	out, err := t.h.HandleForward(ctx, req.GetFrom(), req.GetKind(), req.GetPayload())
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
+	}
+	return &raftstorev1.ForwardResponse{Payload: out}, nil
+}
+
 func (t *GRPC) checkCluster(id uint64) error {
 	if id != t.cfg.ClusterID {
 		return status.Errorf(codes.FailedPrecondition, "peer belongs to cluster %016x, this member to cluster %016x", id, t.cfg.ClusterID)
@@ -198,7 +230,8 @@ func (t *GRPC) checkCluster(id uint64) error {
 }
 
 // Stream implements raftstorev1.PeerServiceServer.
-func (t *GRPC) Stream(stream raftstorev1.PeerService_StreamServer) error {
+func (ps peerServer) Stream(stream raftstorev1.PeerService_StreamServer) error {
+	t := ps.t
 	for {
 		req, err := stream.Recv()
 		if err == io.EOF {
@@ -224,7 +257,8 @@ func (t *GRPC) Stream(stream raftstorev1.PeerService_StreamServer) error {
 }
 
 // SendSnapshot implements raftstorev1.PeerServiceServer.
-func (t *GRPC) SendSnapshot(stream raftstorev1.PeerService_SendSnapshotServer) error {
+func (ps peerServer) SendSnapshot(stream raftstorev1.PeerService_SendSnapshotServer) error {
+	t := ps.t
 	first, err := stream.Recv()
 	if err != nil {
 		return err
@@ -289,7 +323,8 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 }
 
 // MemberStatus implements raftstorev1.PeerServiceServer.
-func (t *GRPC) MemberStatus(_ context.Context, req *raftstorev1.MemberStatusRequest) (*raftstorev1.MemberStatusResponse, error) {
+func (ps peerServer) MemberStatus(_ context.Context, req *raftstorev1.MemberStatusRequest) (*raftstorev1.MemberStatusResponse, error) {
+	t := ps.t
 	if err := t.checkCluster(req.GetClusterId()); err != nil {
 		return nil, err
 	}

@@ -466,8 +466,11 @@ type UpdateToken struct {
 	// expires_unix_nano sets the expiry; 0 clears it.
 	ExpiresUnixNano *int64  `protobuf:"varint,3,opt,name=expires_unix_nano,json=expiresUnixNano,proto3,oneof" json:"expires_unix_nano,omitempty"`
 	Description     *string `protobuf:"bytes,4,opt,name=description,proto3,oneof" json:"description,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// expected_update_revision, when non-zero, refuses the update unless the
+	// record's update_revision equals it.
+	ExpectedUpdateRevision uint64 `protobuf:"varint,5,opt,name=expected_update_revision,json=expectedUpdateRevision,proto3" json:"expected_update_revision,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *UpdateToken) Reset() {
@@ -526,6 +529,13 @@ func (x *UpdateToken) GetDescription() string {
 		return *x.Description
 	}
 	return ""
+}
+
+func (x *UpdateToken) GetExpectedUpdateRevision() uint64 {
+	if x != nil {
+		return x.ExpectedUpdateRevision
+	}
+	return 0
 }
 
 // RevokeToken revokes a token for good. The hash is kept so a revoked
@@ -726,12 +736,13 @@ const file_raftstore_v1_command_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
 	"\vCreateToken\x121\n" +
-	"\x06record\x18\x01 \x01(\v2\x19.raftstore.v1.TokenRecordR\x06record\"\xc9\x01\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.raftstore.v1.TokenRecordR\x06record\"\x83\x02\n" +
 	"\vUpdateToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\bdisabled\x18\x02 \x01(\bH\x00R\bdisabled\x88\x01\x01\x12/\n" +
 	"\x11expires_unix_nano\x18\x03 \x01(\x03H\x01R\x0fexpiresUnixNano\x88\x01\x01\x12%\n" +
-	"\vdescription\x18\x04 \x01(\tH\x02R\vdescription\x88\x01\x01B\v\n" +
+	"\vdescription\x18\x04 \x01(\tH\x02R\vdescription\x88\x01\x01\x128\n" +
+	"\x18expected_update_revision\x18\x05 \x01(\x04R\x16expectedUpdateRevisionB\v\n" +
 	"\t_disabledB\x14\n" +
 	"\x12_expires_unix_nanoB\x0e\n" +
 	"\f_description\"I\n" +

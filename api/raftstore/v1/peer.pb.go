@@ -21,6 +21,121 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ForwardRequest is an application message between members.
+type ForwardRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId uint64                 `protobuf:"fixed64,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	From      uint64                 `protobuf:"fixed64,2,opt,name=from,proto3" json:"from,omitempty"`
+	// kind selects the receiving handler.
+	Kind          string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Payload       []byte `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardRequest) Reset() {
+	*x = ForwardRequest{}
+	mi := &file_raftstore_v1_peer_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardRequest) ProtoMessage() {}
+
+func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftstore_v1_peer_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
+func (*ForwardRequest) Descriptor() ([]byte, []int) {
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ForwardRequest) GetClusterId() uint64 {
+	if x != nil {
+		return x.ClusterId
+	}
+	return 0
+}
+
+func (x *ForwardRequest) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *ForwardRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ForwardRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+// ForwardResponse is the handler's answer.
+type ForwardResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payload       []byte                 `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardResponse) Reset() {
+	*x = ForwardResponse{}
+	mi := &file_raftstore_v1_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardResponse) ProtoMessage() {}
+
+func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftstore_v1_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
+func (*ForwardResponse) Descriptor() ([]byte, []int) {
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ForwardResponse) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
 // StreamRequest is a batch of raft messages.
 type StreamRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -34,7 +149,7 @@ type StreamRequest struct {
 
 func (x *StreamRequest) Reset() {
 	*x = StreamRequest{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[0]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +161,7 @@ func (x *StreamRequest) String() string {
 func (*StreamRequest) ProtoMessage() {}
 
 func (x *StreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[0]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +174,7 @@ func (x *StreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
 func (*StreamRequest) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{0}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *StreamRequest) GetClusterId() uint64 {
@@ -92,7 +207,7 @@ type StreamResponse struct {
 
 func (x *StreamResponse) Reset() {
 	*x = StreamResponse{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[1]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -104,7 +219,7 @@ func (x *StreamResponse) String() string {
 func (*StreamResponse) ProtoMessage() {}
 
 func (x *StreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[1]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -117,7 +232,7 @@ func (x *StreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
 func (*StreamResponse) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{1}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{3}
 }
 
 // SendSnapshotRequest is one part of a snapshot transfer: the header, the
@@ -136,7 +251,7 @@ type SendSnapshotRequest struct {
 
 func (x *SendSnapshotRequest) Reset() {
 	*x = SendSnapshotRequest{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[2]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -148,7 +263,7 @@ func (x *SendSnapshotRequest) String() string {
 func (*SendSnapshotRequest) ProtoMessage() {}
 
 func (x *SendSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[2]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -161,7 +276,7 @@ func (x *SendSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SendSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{2}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SendSnapshotRequest) GetPart() isSendSnapshotRequest_Part {
@@ -236,7 +351,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[3]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -248,7 +363,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[3]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -261,7 +376,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{3}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SnapshotHeader) GetClusterId() uint64 {
@@ -303,7 +418,7 @@ type SnapshotTrailer struct {
 
 func (x *SnapshotTrailer) Reset() {
 	*x = SnapshotTrailer{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[4]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +430,7 @@ func (x *SnapshotTrailer) String() string {
 func (*SnapshotTrailer) ProtoMessage() {}
 
 func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[4]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +443,7 @@ func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotTrailer.ProtoReflect.Descriptor instead.
 func (*SnapshotTrailer) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SnapshotTrailer) GetSha256() []byte {
@@ -347,7 +462,7 @@ type SendSnapshotResponse struct {
 
 func (x *SendSnapshotResponse) Reset() {
 	*x = SendSnapshotResponse{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[5]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -359,7 +474,7 @@ func (x *SendSnapshotResponse) String() string {
 func (*SendSnapshotResponse) ProtoMessage() {}
 
 func (x *SendSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[5]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -372,7 +487,7 @@ func (x *SendSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SendSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 // MemberStatusRequest asks a member about itself.
@@ -385,7 +500,7 @@ type MemberStatusRequest struct {
 
 func (x *MemberStatusRequest) Reset() {
 	*x = MemberStatusRequest{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[6]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +512,7 @@ func (x *MemberStatusRequest) String() string {
 func (*MemberStatusRequest) ProtoMessage() {}
 
 func (x *MemberStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[6]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +525,7 @@ func (x *MemberStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatusRequest.ProtoReflect.Descriptor instead.
 func (*MemberStatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *MemberStatusRequest) GetClusterId() uint64 {
@@ -441,7 +556,7 @@ type MemberStatusResponse struct {
 
 func (x *MemberStatusResponse) Reset() {
 	*x = MemberStatusResponse{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[7]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -453,7 +568,7 @@ func (x *MemberStatusResponse) String() string {
 func (*MemberStatusResponse) ProtoMessage() {}
 
 func (x *MemberStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[7]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +581,7 @@ func (x *MemberStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatusResponse.ProtoReflect.Descriptor instead.
 func (*MemberStatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MemberStatusResponse) GetName() string {
@@ -550,7 +665,15 @@ var File_raftstore_v1_peer_proto protoreflect.FileDescriptor
 
 const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x17raftstore/v1/peer.proto\x12\fraftstore.v1\"^\n" +
+	"\x17raftstore/v1/peer.proto\x12\fraftstore.v1\"q\n" +
+	"\x0eForwardRequest\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\x06R\tclusterId\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\x06R\x04from\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x18\n" +
+	"\apayload\x18\x04 \x01(\fR\apayload\"+\n" +
+	"\x0fForwardResponse\x12\x18\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\"^\n" +
 	"\rStreamRequest\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x06R\tclusterId\x12\x12\n" +
@@ -586,11 +709,12 @@ const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\fcommit_index\x18\t \x01(\x04R\vcommitIndex\x12\x1b\n" +
 	"\tleader_id\x18\n" +
 	" \x01(\x06R\bleaderId\x12#\n" +
-	"\rserving_reads\x18\v \x01(\bR\fservingReads2\x84\x02\n" +
+	"\rserving_reads\x18\v \x01(\bR\fservingReads2\xcc\x02\n" +
 	"\vPeerService\x12E\n" +
 	"\x06Stream\x12\x1b.raftstore.v1.StreamRequest\x1a\x1c.raftstore.v1.StreamResponse(\x01\x12W\n" +
 	"\fSendSnapshot\x12!.raftstore.v1.SendSnapshotRequest\x1a\".raftstore.v1.SendSnapshotResponse(\x01\x12U\n" +
-	"\fMemberStatus\x12!.raftstore.v1.MemberStatusRequest\x1a\".raftstore.v1.MemberStatusResponseB?Z=github.com/tokenstore/tokenstore/api/raftstore/v1;raftstorev1b\x06proto3"
+	"\fMemberStatus\x12!.raftstore.v1.MemberStatusRequest\x1a\".raftstore.v1.MemberStatusResponse\x12F\n" +
+	"\aForward\x12\x1c.raftstore.v1.ForwardRequest\x1a\x1d.raftstore.v1.ForwardResponseB?Z=github.com/tokenstore/tokenstore/api/raftstore/v1;raftstorev1b\x06proto3"
 
 var (
 	file_raftstore_v1_peer_proto_rawDescOnce sync.Once
@@ -604,28 +728,32 @@ func file_raftstore_v1_peer_proto_rawDescGZIP() []byte {
 	return file_raftstore_v1_peer_proto_rawDescData
 }
 
-var file_raftstore_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_raftstore_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_raftstore_v1_peer_proto_goTypes = []any{
-	(*StreamRequest)(nil),        // 0: raftstore.v1.StreamRequest
-	(*StreamResponse)(nil),       // 1: raftstore.v1.StreamResponse
-	(*SendSnapshotRequest)(nil),  // 2: raftstore.v1.SendSnapshotRequest
-	(*SnapshotHeader)(nil),       // 3: raftstore.v1.SnapshotHeader
-	(*SnapshotTrailer)(nil),      // 4: raftstore.v1.SnapshotTrailer
-	(*SendSnapshotResponse)(nil), // 5: raftstore.v1.SendSnapshotResponse
-	(*MemberStatusRequest)(nil),  // 6: raftstore.v1.MemberStatusRequest
-	(*MemberStatusResponse)(nil), // 7: raftstore.v1.MemberStatusResponse
+	(*ForwardRequest)(nil),       // 0: raftstore.v1.ForwardRequest
+	(*ForwardResponse)(nil),      // 1: raftstore.v1.ForwardResponse
+	(*StreamRequest)(nil),        // 2: raftstore.v1.StreamRequest
+	(*StreamResponse)(nil),       // 3: raftstore.v1.StreamResponse
+	(*SendSnapshotRequest)(nil),  // 4: raftstore.v1.SendSnapshotRequest
+	(*SnapshotHeader)(nil),       // 5: raftstore.v1.SnapshotHeader
+	(*SnapshotTrailer)(nil),      // 6: raftstore.v1.SnapshotTrailer
+	(*SendSnapshotResponse)(nil), // 7: raftstore.v1.SendSnapshotResponse
+	(*MemberStatusRequest)(nil),  // 8: raftstore.v1.MemberStatusRequest
+	(*MemberStatusResponse)(nil), // 9: raftstore.v1.MemberStatusResponse
 }
 var file_raftstore_v1_peer_proto_depIdxs = []int32{
-	3, // 0: raftstore.v1.SendSnapshotRequest.header:type_name -> raftstore.v1.SnapshotHeader
-	4, // 1: raftstore.v1.SendSnapshotRequest.trailer:type_name -> raftstore.v1.SnapshotTrailer
-	0, // 2: raftstore.v1.PeerService.Stream:input_type -> raftstore.v1.StreamRequest
-	2, // 3: raftstore.v1.PeerService.SendSnapshot:input_type -> raftstore.v1.SendSnapshotRequest
-	6, // 4: raftstore.v1.PeerService.MemberStatus:input_type -> raftstore.v1.MemberStatusRequest
-	1, // 5: raftstore.v1.PeerService.Stream:output_type -> raftstore.v1.StreamResponse
-	5, // 6: raftstore.v1.PeerService.SendSnapshot:output_type -> raftstore.v1.SendSnapshotResponse
-	7, // 7: raftstore.v1.PeerService.MemberStatus:output_type -> raftstore.v1.MemberStatusResponse
-	5, // [5:8] is the sub-list for method output_type
-	2, // [2:5] is the sub-list for method input_type
+	5, // 0: raftstore.v1.SendSnapshotRequest.header:type_name -> raftstore.v1.SnapshotHeader
+	6, // 1: raftstore.v1.SendSnapshotRequest.trailer:type_name -> raftstore.v1.SnapshotTrailer
+	2, // 2: raftstore.v1.PeerService.Stream:input_type -> raftstore.v1.StreamRequest
+	4, // 3: raftstore.v1.PeerService.SendSnapshot:input_type -> raftstore.v1.SendSnapshotRequest
+	8, // 4: raftstore.v1.PeerService.MemberStatus:input_type -> raftstore.v1.MemberStatusRequest
+	0, // 5: raftstore.v1.PeerService.Forward:input_type -> raftstore.v1.ForwardRequest
+	3, // 6: raftstore.v1.PeerService.Stream:output_type -> raftstore.v1.StreamResponse
+	7, // 7: raftstore.v1.PeerService.SendSnapshot:output_type -> raftstore.v1.SendSnapshotResponse
+	9, // 8: raftstore.v1.PeerService.MemberStatus:output_type -> raftstore.v1.MemberStatusResponse
+	1, // 9: raftstore.v1.PeerService.Forward:output_type -> raftstore.v1.ForwardResponse
+	6, // [6:10] is the sub-list for method output_type
+	2, // [2:6] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -636,7 +764,7 @@ func file_raftstore_v1_peer_proto_init() {
 	if File_raftstore_v1_peer_proto != nil {
 		return
 	}
-	file_raftstore_v1_peer_proto_msgTypes[2].OneofWrappers = []any{
+	file_raftstore_v1_peer_proto_msgTypes[4].OneofWrappers = []any{
 		(*SendSnapshotRequest_Header)(nil),
 		(*SendSnapshotRequest_Chunk)(nil),
 		(*SendSnapshotRequest_Trailer)(nil),
@@ -647,7 +775,7 @@ func file_raftstore_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftstore_v1_peer_proto_rawDesc), len(file_raftstore_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	PeerService_Stream_FullMethodName       = "/raftstore.v1.PeerService/Stream"
 	PeerService_SendSnapshot_FullMethodName = "/raftstore.v1.PeerService/SendSnapshot"
 	PeerService_MemberStatus_FullMethodName = "/raftstore.v1.PeerService/MemberStatus"
+	PeerService_Forward_FullMethodName      = "/raftstore.v1.PeerService/Forward"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -38,6 +39,9 @@ type PeerServiceClient interface {
 	SendSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SendSnapshotRequest, SendSnapshotResponse], error)
 	// MemberStatus reports the receiving member's own view of itself.
 	MemberStatus(ctx context.Context, in *MemberStatusRequest, opts ...grpc.CallOption) (*MemberStatusResponse, error)
+	// Forward delivers an application message to the receiving member's
+	// handler for kind (for example lastUsedAt reports sent to the leader).
+	Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*ForwardResponse, error)
 }
 
 type peerServiceClient struct {
@@ -84,6 +88,16 @@ func (c *peerServiceClient) MemberStatus(ctx context.Context, in *MemberStatusRe
 	return out, nil
 }
 
+func (c *peerServiceClient) Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*ForwardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForwardResponse)
+	err := c.cc.Invoke(ctx, PeerService_Forward_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
@@ -98,6 +112,9 @@ type PeerServiceServer interface {
 	SendSnapshot(grpc.ClientStreamingServer[SendSnapshotRequest, SendSnapshotResponse]) error
 	// MemberStatus reports the receiving member's own view of itself.
 	MemberStatus(context.Context, *MemberStatusRequest) (*MemberStatusResponse, error)
+	// Forward delivers an application message to the receiving member's
+	// handler for kind (for example lastUsedAt reports sent to the leader).
+	Forward(context.Context, *ForwardRequest) (*ForwardResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -116,6 +133,9 @@ func (UnimplementedPeerServiceServer) SendSnapshot(grpc.ClientStreamingServer[Se
 }
 func (UnimplementedPeerServiceServer) MemberStatus(context.Context, *MemberStatusRequest) (*MemberStatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method MemberStatus not implemented")
+}
+func (UnimplementedPeerServiceServer) Forward(context.Context, *ForwardRequest) (*ForwardResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Forward not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -170,6 +190,24 @@ func _PeerService_MemberStatus_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_Forward_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForwardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).Forward(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_Forward_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).Forward(ctx, req.(*ForwardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -180,6 +218,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MemberStatus",
 			Handler:    _PeerService_MemberStatus_Handler,
+		},
+		{
+			MethodName: "Forward",
+			Handler:    _PeerService_Forward_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -531,10 +531,14 @@ type UpdateTokenRequest struct {
 	// expires_at sets a new expiry.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// clear_expiry removes the expiry; it may not be combined with expires_at.
-	ClearExpiry   bool    `protobuf:"varint,4,opt,name=clear_expiry,json=clearExpiry,proto3" json:"clear_expiry,omitempty"`
-	Description   *string `protobuf:"bytes,5,opt,name=description,proto3,oneof" json:"description,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ClearExpiry bool    `protobuf:"varint,4,opt,name=clear_expiry,json=clearExpiry,proto3" json:"clear_expiry,omitempty"`
+	Description *string `protobuf:"bytes,5,opt,name=description,proto3,oneof" json:"description,omitempty"`
+	// expected_update_revision, when non-zero, makes the update conditional:
+	// it is refused with ABORTED unless the token's update_revision still
+	// equals it (optimistic concurrency).
+	ExpectedUpdateRevision uint64 `protobuf:"varint,6,opt,name=expected_update_revision,json=expectedUpdateRevision,proto3" json:"expected_update_revision,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *UpdateTokenRequest) Reset() {
@@ -600,6 +604,13 @@ func (x *UpdateTokenRequest) GetDescription() string {
 		return *x.Description
 	}
 	return ""
+}
+
+func (x *UpdateTokenRequest) GetExpectedUpdateRevision() uint64 {
+	if x != nil {
+		return x.ExpectedUpdateRevision
+	}
+	return 0
 }
 
 // UpdateTokenResponse carries the token as updated.
@@ -805,14 +816,15 @@ const file_tokenstore_v1_token_proto_rawDesc = "" +
 	"\x12ListTokensResponse\x125\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.tokenstore.v1.ResponseHeaderR\x06header\x12,\n" +
 	"\x06tokens\x18\x02 \x03(\v2\x14.tokenstore.v1.TokenR\x06tokens\x12&\n" +
-	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"\xe7\x01\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"\xa1\x02\n" +
 	"\x12UpdateTokenRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\bdisabled\x18\x02 \x01(\bH\x00R\bdisabled\x88\x01\x01\x129\n" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12!\n" +
 	"\fclear_expiry\x18\x04 \x01(\bR\vclearExpiry\x12%\n" +
-	"\vdescription\x18\x05 \x01(\tH\x01R\vdescription\x88\x01\x01B\v\n" +
+	"\vdescription\x18\x05 \x01(\tH\x01R\vdescription\x88\x01\x01\x128\n" +
+	"\x18expected_update_revision\x18\x06 \x01(\x04R\x16expectedUpdateRevisionB\v\n" +
 	"\t_disabledB\x0e\n" +
 	"\f_description\"x\n" +
 	"\x13UpdateTokenResponse\x125\n" +
