@@ -27,8 +27,12 @@ func (a *authService) Authenticate(ctx context.Context, req *tokenstorev1.Authen
 		return nil, err
 	}
 	rev := s.node.AppliedIndex()
-	d := s.state.Authenticate(req.GetToken(), time.Now())
+	now := time.Now()
+	d := s.state.Authenticate(req.GetToken(), now)
 	s.metrics.auth(d.Reason)
+	if d.Authenticated && s.lastUsed != nil {
+		s.lastUsed.Record(d.TokenID, now.UnixNano(), d.LastUsed)
+	}
 	return &tokenstorev1.AuthenticateResponse{
 		Header:        s.header(rev),
 		Authenticated: d.Authenticated,

@@ -36,6 +36,9 @@ type Config struct {
 	TickInterval        time.Duration
 	ElectionTicks       int
 	MaxRequestBytes     int
+	LastUsedInterval    time.Duration
+	LastUsedGranularity time.Duration
+	LastUsedMaxPending  int
 	LogLevel            string
 	LogFormat           string
 }
@@ -58,6 +61,9 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.TickInterval, "tick-interval", 100*time.Millisecond, "raft tick; heartbeats every tick")
 	fs.IntVar(&c.ElectionTicks, "election-ticks", 10, "ticks without a heartbeat before an election")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", 1<<20, "largest client request accepted")
+	fs.DurationVar(&c.LastUsedInterval, "last-used-interval", time.Second, "how often uses are sent to the leader and the leader proposes one lastUsedAt batch; 0 disables lastUsedAt tracking")
+	fs.DurationVar(&c.LastUsedGranularity, "last-used-granularity", time.Second, "a use within this of the recorded lastUsedAt is not recorded again")
+	fs.IntVar(&c.LastUsedMaxPending, "last-used-max-pending", 100000, "most tokens with unreported uses held in memory; uses of further tokens are dropped and counted")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 }
@@ -137,6 +143,9 @@ func (c *Config) Validate() error {
 	if c.SnapshotCount == 0 {
 		return errors.New("--snapshot-count must be positive")
 	}
+	if c.LastUsedInterval < 0 || c.LastUsedGranularity < 0 || c.LastUsedMaxPending <= 0 {
+		return errors.New("--last-used-interval and --last-used-granularity must not be negative, --last-used-max-pending must be positive")
+	}
 	if c.MaxRequestBytes < 4096 {
 		return errors.New("--max-request-bytes must be at least 4096")
 	}
@@ -176,4 +185,11 @@ func (c *Config) Members() ([]*raftstorev1.Member, error) {
 		return nil, fmt.Errorf("--initial-cluster does not list this member (--name %s)", c.Name)
 	}
 	return out, nil
+}
+
+// DefaultConfig returns the configuration with every flag at its default.
+func DefaultConfig() Config {
+	var c Config
+	c.RegisterFlags(pflag.NewFlagSet("defaults", pflag.ContinueOnError))
+	return c
 }

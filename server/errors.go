@@ -44,6 +44,8 @@ func rpcError(what string, err error) error {
 		code = codes.AlreadyExists
 	case errors.Is(err, state.ErrRevoked):
 		code = codes.FailedPrecondition
+	case errors.Is(err, state.ErrConflict):
+		code = codes.Aborted
 	case errors.Is(err, state.ErrInvalid), errors.Is(err, raftstore.ErrTooLarge):
 		code = codes.InvalidArgument
 	case errors.Is(err, raftstore.ErrOutcomeUnknown):

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
+	"github.com/tokenstore/tokenstore/server/lastused"
 )
 
 // metrics are one member's Prometheus metrics, in a registry of its own (no
@@ -16,6 +17,8 @@ type metrics struct {
 	authByRes   []prometheus.Counter // indexed by DenyReason; 0 = authenticated
 	unavailable prometheus.Counter
 	proposals   *prometheus.CounterVec
+
+	lastUsedPerEntry prometheus.Histogram
 }
 
 func newMetrics(s *Server) *metrics {
@@ -62,7 +65,38 @@ func newMetrics(s *Server) *metrics {
 		return 0
 	})
 	gauge("tokenstore_tokens", "Tokens in the in-memory index (including revoked).", func() float64 { return float64(s.state.TokenCount()) })
+	m.lastUsedPerEntry = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tokenstore_lastused_tokens_per_entry",
+		Help:    "Tokens in each proposed lastUsedAt batch entry.",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+	})
+	m.reg.MustRegister(m.lastUsedPerEntry)
 	return m
+}
+
+// registerLastUsed exports the tracker's counters (all zero when tracking
+// is disabled).
+func (m *metrics) registerLastUsed(t *lastused.Tracker) {
+	stat := func(f func(lastused.Stats) float64) func() float64 {
+		return func() float64 {
+			if t == nil {
+				return 0
+			}
+			return f(t.Stats())
+		}
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tokenstore_lastused_pending_tokens", Help: "Tokens with uses not yet seen applied."},
+			stat(func(s lastused.Stats) float64 { return float64(s.Pending) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tokenstore_lastused_dropped_total", Help: "Uses dropped because --last-used-max-pending tokens were already pending."},
+			stat(func(s lastused.Stats) float64 { return float64(s.Dropped) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tokenstore_lastused_reports_received_total", Help: "lastUsedAt reports received from other members."},
+			stat(func(s lastused.Stats) float64 { return float64(s.ReportsReceived) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tokenstore_lastused_entries_proposed_total", Help: "lastUsedAt batch entries proposed by this member as leader."},
+			stat(func(s lastused.Stats) float64 { return float64(s.EntriesProposed) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tokenstore_lastused_failures_total", Help: "Failed reports or proposals (the uses stay pending)."},
+			stat(func(s lastused.Stats) float64 { return float64(s.Failures) })),
+	)
 }
 
 func (m *metrics) auth(r tokenstorev1.DenyReason) {

@@ -18,6 +18,7 @@ import (
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
 	"github.com/tokenstore/tokenstore/raftstore"
 	"github.com/tokenstore/tokenstore/raftstore/transport"
+	"github.com/tokenstore/tokenstore/server/lastused"
 	"github.com/tokenstore/tokenstore/server/state"
 )
 
@@ -31,8 +32,11 @@ type Server struct {
 	grpc    *grpc.Server
 	http    *http.Server
 	health  *health.Server
-	wg      sync.WaitGroup
-	stopc   chan struct{}
+	// lastUsed is nil when tracking is disabled.
+	lastUsed *lastused.Tracker
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopc    chan struct{}
 
 	clientAddr string
 }
@@ -106,6 +110,14 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = newMetrics(s)
+	bg, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	if cfg.LastUsedInterval > 0 {
+		s.lastUsed = s.newLastUsedTracker()
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.lastUsed.Run(bg) }()
+	}
+	s.metrics.registerLastUsed(s.lastUsed)
 
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
@@ -155,6 +167,7 @@ func (s *Server) Stop() {
 	}
 	close(s.stopc)
 	s.transferLeadership()
+	s.cancel()
 	s.health.Shutdown()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()

@@ -21,13 +21,11 @@ import (
 )
 
 func testConfig(dir string) Config {
-	return Config{
-		Name: "solo", DataDir: dir, ListenClient: "127.0.0.1:0", ListenPeer: "127.0.0.1:0", ListenHTTP: "",
-		AdvertisePeer: "127.0.0.1:1", InitialClusterToken: "t", ReadConsistency: "bounded",
-		MaxStaleness: 5 * time.Second, RequestTimeout: 5 * time.Second, SnapshotCount: 100,
-		TickInterval: 10 * time.Millisecond, ElectionTicks: 10, MaxRequestBytes: 64 << 10,
-		LogLevel: "info", LogFormat: "text",
-	}
+	c := DefaultConfig()
+	c.Name, c.DataDir, c.InitialClusterToken = "solo", dir, "t"
+	c.ListenClient, c.ListenPeer, c.ListenHTTP, c.AdvertisePeer = "127.0.0.1:0", "127.0.0.1:0", "", "127.0.0.1:1"
+	c.TickInterval, c.MaxRequestBytes = 10*time.Millisecond, 64<<10
+	return c
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -216,7 +216,7 @@ func (t *tokenService) UpdateToken(ctx context.Context, req *tokenstorev1.Update
 	if !token.ValidID(req.GetId()) {
 		return nil, invalid("token id %q is not a valid id", req.GetId())
 	}
-	u := &raftstorev1.UpdateToken{Id: req.GetId(), Disabled: req.Disabled, Description: req.Description}
+	u := &raftstorev1.UpdateToken{Id: req.GetId(), Disabled: req.Disabled, Description: req.Description, ExpectedUpdateRevision: req.GetExpectedUpdateRevision()}
 	if req.GetExpiresAt() != nil && req.GetClearExpiry() {
 		return nil, invalid("expires_at and clear_expiry exclude each other")
 	}

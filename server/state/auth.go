@@ -73,6 +73,18 @@ func (s *State) Authenticate(bearer string, now time.Time) Decision {
 	return d
 }
 
+// LastUsed returns a token's stored lastUsedAt (unix nanoseconds) and
+// whether the token exists.
+func (s *State) LastUsed(id string) (int64, bool) {
+	s.mu.RLock()
+	e := s.tokens[id]
+	s.mu.RUnlock()
+	if e == nil {
+		return 0, false
+	}
+	return e.lastUsed, true
+}
+
 // TokenCount is the number of tokens in the in-memory index.
 func (s *State) TokenCount() int {
 	s.mu.RLock()

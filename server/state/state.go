@@ -27,6 +27,9 @@ var (
 	ErrExists   = errors.New("already exists")
 	ErrRevoked  = errors.New("token is revoked")
 	ErrInvalid  = errors.New("invalid command")
+	// ErrConflict refuses a conditional update whose expected revision is
+	// no longer the token's.
+	ErrConflict = errors.New("update revision changed")
 )
 
 // Outcome is what applying a command returns to its proposer.
@@ -171,6 +174,9 @@ func (s *State) applyUpdate(b *bolt.Bucket, index uint64, u *raftstorev1.UpdateT
 	}
 	if r.GetRevoked() {
 		return Outcome{Err: fmt.Errorf("token %q: %w", u.GetId(), ErrRevoked)}, nil
+	}
+	if exp := u.GetExpectedUpdateRevision(); exp != 0 && exp != r.GetUpdateRevision() {
+		return Outcome{Err: fmt.Errorf("token %q: %w (expected %d, is %d)", u.GetId(), ErrConflict, exp, r.GetUpdateRevision())}, nil
 	}
 	if u.Disabled != nil {
 		r.Disabled = u.GetDisabled()
