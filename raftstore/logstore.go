@@ -7,6 +7,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -43,7 +44,7 @@ type logStore struct {
 func openLogStore(path string) (*logStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("open raft log %s: locked by another process (is a tokenstore already running on this data dir?)", path)
 		}
 		return nil, fmt.Errorf("open raft log %s: %w", path, err)
@@ -195,16 +196,6 @@ func (s *logStore) saveSnapshot(snap *raftpb.Snapshot, compactTo uint64) error {
 	})
 	if err != nil {
 		return fmt.Errorf("persist snapshot metadata at %d: %w", snap.GetMetadata().GetIndex(), err)
-	}
-	return nil
-}
-
-// compact drops entries at or below index.
-func (s *logStore) compact(index uint64) error {
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		return deleteUpTo(tx.Bucket(logEntriesBucket), index)
-	}); err != nil {
-		return fmt.Errorf("compact raft log to %d: %w", index, err)
 	}
 	return nil
 }

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -78,7 +77,6 @@ type Cluster struct {
 	Dir     string
 	Members []*Member
 	Extra   []string // extra flags for every member
-	mu      sync.Mutex
 }
 
 // Options configure a cluster.
