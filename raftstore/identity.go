@@ -28,12 +28,14 @@ func MemberID(clusterToken, name string) uint64 {
 	return hashID("member\x00" + clusterToken + "\x00" + name)
 }
 
-// ClusterID derives the cluster id from the token and the initial membership,
-// so members started with a different --initial-cluster refuse each other.
+// ClusterID derives the cluster id from the token and the initial member
+// names, so members started with a different --initial-cluster refuse each
+// other. Addresses are left out: they change (pods restart elsewhere, test
+// proxies sit in between) while the cluster stays the same.
 func ClusterID(clusterToken string, members []*raftstorev1.Member) uint64 {
 	parts := make([]string, 0, len(members))
 	for _, m := range members {
-		parts = append(parts, m.GetName()+"="+m.GetPeerAddress())
+		parts = append(parts, m.GetName())
 	}
 	sort.Strings(parts)
 	return hashID("cluster\x00" + clusterToken + "\x00" + strings.Join(parts, ","))
