@@ -72,6 +72,7 @@ func (n *Node) apply(ents []*raftpb.Entry) error {
 				return fmt.Errorf("apply entry %d: decode conf change: %w", e.GetIndex(), err)
 			}
 			n.confState = n.raft.ApplyConfChange(&cc)
+			n.publishConfState()
 			if skip {
 				break
 			}

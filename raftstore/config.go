@@ -22,6 +22,14 @@ type Config struct {
 	// (it must include this member). It is ignored once the directory holds
 	// raft state.
 	InitialCluster []*raftstorev1.Member
+	// JoinMembers, when set for a new data directory, joins an existing
+	// cluster (this member must already have been added to it) instead of
+	// bootstrapping: the node starts empty and the leader catches it up.
+	JoinMembers []*raftstorev1.Member
+	// ForceNewCluster turns an existing data directory into a one-member
+	// cluster (disaster recovery after permanent quorum loss): committed
+	// entries are kept, uncommitted ones dropped, every other member removed.
+	ForceNewCluster bool
 	// PeerAddress and ClientAddress are reported in status answers.
 	PeerAddress   string
 	ClientAddress string

@@ -116,3 +116,20 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// ReadIdentity returns the identity stored in data directory dir, or nil
+// when the directory has none yet.
+func ReadIdentity(dir string) (*raftstorev1.MemberIdentity, error) {
+	b, err := os.ReadFile(filepath.Join(dir, identityFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", identityFile, err)
+	}
+	id := &raftstorev1.MemberIdentity{}
+	if err := protojson.Unmarshal(b, id); err != nil {
+		return nil, fmt.Errorf("data directory %s: corrupt %s: %w", dir, identityFile, err)
+	}
+	return id, nil
+}

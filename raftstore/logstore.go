@@ -233,3 +233,13 @@ func deleteKeys(b *bolt.Bucket, keys [][]byte) error {
 func isEmptyHardState(hs *raftpb.HardState) bool {
 	return hs.GetTerm() == 0 && hs.GetVote() == 0 && hs.GetCommit() == 0
 }
+
+// truncateAfter drops entries after index.
+func (s *logStore) truncateAfter(index uint64) error {
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return deleteFrom(tx.Bucket(logEntriesBucket), index+1)
+	}); err != nil {
+		return fmt.Errorf("truncate raft log after %d: %w", index, err)
+	}
+	return nil
+}

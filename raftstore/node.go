@@ -39,8 +39,9 @@ type Node struct {
 	stateMu sync.RWMutex // guards state (replaced when a snapshot is installed)
 	state   *stateDB
 
-	// Owned by the raft loop.
+	// Owned by the raft loop; confPub is a copy readers may load.
 	confState     *raftpb.ConfState
+	confPub       atomic.Pointer[raftpb.ConfState]
 	snapshotIndex uint64
 
 	applied     atomic.Uint64
@@ -127,6 +128,12 @@ func Open(c Config) (*Node, error) {
 		n.logs.Close()
 		return nil, err
 	}
+	if cfg.ForceNewCluster && !fresh {
+		if snap, hs, ents, err = n.forceNewCluster(snap, hs, ents); err != nil {
+			n.closeStores()
+			return nil, err
+		}
+	}
 
 	if snap != nil {
 		if err := n.mem.ApplySnapshot(snap); err != nil {
@@ -168,7 +175,17 @@ func Open(c Config) (*Node, error) {
 		n.closeStores()
 		return nil, fmt.Errorf("start transport: %w", err)
 	}
-	if fresh {
+	if fresh && len(cfg.JoinMembers) > 0 {
+		// Joining an existing cluster: start empty; the leader sends a
+		// snapshot and the log.
+		for _, m := range cfg.JoinMembers {
+			if m.GetId() != cfg.ID {
+				n.trans.AddPeer(m.GetId(), m.GetPeerAddress())
+			}
+		}
+		n.log.Info("joining existing cluster", "members", len(cfg.JoinMembers))
+		n.raft = raft.RestartNode(rc)
+	} else if fresh {
 		var peers []raft.Peer
 		found := false
 		for _, m := range cfg.InitialCluster {
@@ -207,9 +224,11 @@ func Open(c Config) (*Node, error) {
 		n.raft = raft.RestartNode(rc)
 	}
 
-	n.wg.Add(2)
+	n.publishConfState()
+	n.wg.Add(3)
 	go n.run()
 	go n.readLoop()
+	go n.promoteLoop()
 	return n, nil
 }
 
@@ -249,6 +268,11 @@ func (n *Node) openState(path string) error {
 	n.state = st
 	n.stateMu.Unlock()
 	return nil
+}
+
+// publishConfState makes the raft loop's configuration visible to readers.
+func (n *Node) publishConfState() {
+	n.confPub.Store(proto.Clone(n.confState).(*raftpb.ConfState))
 }
 
 func (n *Node) members() ([]*raftstorev1.Member, error) {

@@ -119,6 +119,7 @@ func (n *Node) installSnapshot(snap *raftpb.Snapshot) error {
 		return fmt.Errorf("install snapshot at %d: %w", index, err)
 	}
 	n.snapshotIndex = index
+	n.publishConfState()
 	n.notifyApplied()
 	removeIncomingSnapshots(n.cfg.DataDir)
 	n.log.Info("installed snapshot", "index", index)

@@ -5,6 +5,8 @@ import (
 	"io"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
 )
 
 // Transport carries raft messages between members.
@@ -44,6 +46,8 @@ type Handler interface {
 	ReportSnapshot(id uint64, ok bool)
 	// Status reports this member's view of itself.
 	Status() *MemberStatus
+	// HandleJoin adds a new member that asked to join (see Node.HandleJoin).
+	HandleJoin(ctx context.Context, req *raftstorev1.JoinRequest) (*raftstorev1.JoinResponse, error)
 	// HandleForward answers an application message from peer from.
 	HandleForward(ctx context.Context, from uint64, kind string, payload []byte) ([]byte, error)
 }

@@ -222,6 +222,28 @@ func (ps peerServer) Forward(ctx context.Context, req *raftstorev1.ForwardReques
 	return &raftstorev1.ForwardResponse{Payload: out}, nil
 }
 
+// Join implements raftstorev1.PeerServiceServer.
+func (ps peerServer) Join(ctx context.Context, req *raftstorev1.JoinRequest) (*raftstorev1.JoinResponse, error) {
+	resp, err := ps.t.h.HandleJoin(ctx, req)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "join: %v", err)
+	}
+	return resp, nil
+}
+
+// Join asks the member whose peer listener is at addr to add the caller
+// (see raftstore.Node.HandleJoin). It is used before the caller's own node
+// exists, so it dials directly.
+func Join(ctx context.Context, addr string, req *raftstorev1.JoinRequest, opts ...grpc.DialOption) (*raftstorev1.JoinResponse, error) {
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
+	conn, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return raftstorev1.NewPeerServiceClient(conn).Join(ctx, req)
+}
+
 func (t *GRPC) checkCluster(id uint64) error {
 	if id != t.cfg.ClusterID {
 		return status.Errorf(codes.FailedPrecondition, "peer belongs to cluster %016x, this member to cluster %016x", id, t.cfg.ClusterID)

@@ -21,6 +21,121 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// JoinRequest is a new member asking to join.
+type JoinRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cluster_id the caller expects (it learned it from gossip).
+	ClusterId     uint64 `protobuf:"fixed64,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	PeerAddress   string `protobuf:"bytes,3,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest) Reset() {
+	*x = JoinRequest{}
+	mi := &file_raftstore_v1_peer_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest) ProtoMessage() {}
+
+func (x *JoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftstore_v1_peer_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest) Descriptor() ([]byte, []int) {
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *JoinRequest) GetClusterId() uint64 {
+	if x != nil {
+		return x.ClusterId
+	}
+	return 0
+}
+
+func (x *JoinRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
+}
+
+// JoinResponse tells the new member who it is and who the others are.
+type JoinResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MemberId      uint64                 `protobuf:"fixed64,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	Members       []*Member              `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinResponse) Reset() {
+	*x = JoinResponse{}
+	mi := &file_raftstore_v1_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinResponse) ProtoMessage() {}
+
+func (x *JoinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftstore_v1_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
+func (*JoinResponse) Descriptor() ([]byte, []int) {
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *JoinResponse) GetMemberId() uint64 {
+	if x != nil {
+		return x.MemberId
+	}
+	return 0
+}
+
+func (x *JoinResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 // ForwardRequest is an application message between members.
 type ForwardRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -35,7 +150,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[0]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +162,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[0]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +175,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{0}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ForwardRequest) GetClusterId() uint64 {
@@ -101,7 +216,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[1]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -113,7 +228,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[1]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -126,7 +241,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{1}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ForwardResponse) GetPayload() []byte {
@@ -149,7 +264,7 @@ type StreamRequest struct {
 
 func (x *StreamRequest) Reset() {
 	*x = StreamRequest{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[2]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -161,7 +276,7 @@ func (x *StreamRequest) String() string {
 func (*StreamRequest) ProtoMessage() {}
 
 func (x *StreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[2]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -174,7 +289,7 @@ func (x *StreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
 func (*StreamRequest) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{2}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StreamRequest) GetClusterId() uint64 {
@@ -207,7 +322,7 @@ type StreamResponse struct {
 
 func (x *StreamResponse) Reset() {
 	*x = StreamResponse{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[3]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -219,7 +334,7 @@ func (x *StreamResponse) String() string {
 func (*StreamResponse) ProtoMessage() {}
 
 func (x *StreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[3]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -232,7 +347,7 @@ func (x *StreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
 func (*StreamResponse) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{3}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 // SendSnapshotRequest is one part of a snapshot transfer: the header, the
@@ -251,7 +366,7 @@ type SendSnapshotRequest struct {
 
 func (x *SendSnapshotRequest) Reset() {
 	*x = SendSnapshotRequest{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[4]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +378,7 @@ func (x *SendSnapshotRequest) String() string {
 func (*SendSnapshotRequest) ProtoMessage() {}
 
 func (x *SendSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[4]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +391,7 @@ func (x *SendSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SendSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SendSnapshotRequest) GetPart() isSendSnapshotRequest_Part {
@@ -351,7 +466,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[5]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -363,7 +478,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[5]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -376,7 +491,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SnapshotHeader) GetClusterId() uint64 {
@@ -418,7 +533,7 @@ type SnapshotTrailer struct {
 
 func (x *SnapshotTrailer) Reset() {
 	*x = SnapshotTrailer{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[6]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +545,7 @@ func (x *SnapshotTrailer) String() string {
 func (*SnapshotTrailer) ProtoMessage() {}
 
 func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[6]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +558,7 @@ func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotTrailer.ProtoReflect.Descriptor instead.
 func (*SnapshotTrailer) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SnapshotTrailer) GetSha256() []byte {
@@ -462,7 +577,7 @@ type SendSnapshotResponse struct {
 
 func (x *SendSnapshotResponse) Reset() {
 	*x = SendSnapshotResponse{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[7]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +589,7 @@ func (x *SendSnapshotResponse) String() string {
 func (*SendSnapshotResponse) ProtoMessage() {}
 
 func (x *SendSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[7]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +602,7 @@ func (x *SendSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SendSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 // MemberStatusRequest asks a member about itself.
@@ -500,7 +615,7 @@ type MemberStatusRequest struct {
 
 func (x *MemberStatusRequest) Reset() {
 	*x = MemberStatusRequest{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[8]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +627,7 @@ func (x *MemberStatusRequest) String() string {
 func (*MemberStatusRequest) ProtoMessage() {}
 
 func (x *MemberStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[8]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +640,7 @@ func (x *MemberStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatusRequest.ProtoReflect.Descriptor instead.
 func (*MemberStatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MemberStatusRequest) GetClusterId() uint64 {
@@ -556,7 +671,7 @@ type MemberStatusResponse struct {
 
 func (x *MemberStatusResponse) Reset() {
 	*x = MemberStatusResponse{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[9]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +683,7 @@ func (x *MemberStatusResponse) String() string {
 func (*MemberStatusResponse) ProtoMessage() {}
 
 func (x *MemberStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[9]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +696,7 @@ func (x *MemberStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatusResponse.ProtoReflect.Descriptor instead.
 func (*MemberStatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MemberStatusResponse) GetName() string {
@@ -665,7 +780,15 @@ var File_raftstore_v1_peer_proto protoreflect.FileDescriptor
 
 const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x17raftstore/v1/peer.proto\x12\fraftstore.v1\"q\n" +
+	"\x17raftstore/v1/peer.proto\x12\fraftstore.v1\x1a\x18raftstore/v1/state.proto\"c\n" +
+	"\vJoinRequest\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\x06R\tclusterId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12!\n" +
+	"\fpeer_address\x18\x03 \x01(\tR\vpeerAddress\"[\n" +
+	"\fJoinResponse\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\x06R\bmemberId\x12.\n" +
+	"\amembers\x18\x02 \x03(\v2\x14.raftstore.v1.MemberR\amembers\"q\n" +
 	"\x0eForwardRequest\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x06R\tclusterId\x12\x12\n" +
@@ -709,12 +832,13 @@ const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\fcommit_index\x18\t \x01(\x04R\vcommitIndex\x12\x1b\n" +
 	"\tleader_id\x18\n" +
 	" \x01(\x06R\bleaderId\x12#\n" +
-	"\rserving_reads\x18\v \x01(\bR\fservingReads2\xcc\x02\n" +
+	"\rserving_reads\x18\v \x01(\bR\fservingReads2\x8b\x03\n" +
 	"\vPeerService\x12E\n" +
 	"\x06Stream\x12\x1b.raftstore.v1.StreamRequest\x1a\x1c.raftstore.v1.StreamResponse(\x01\x12W\n" +
 	"\fSendSnapshot\x12!.raftstore.v1.SendSnapshotRequest\x1a\".raftstore.v1.SendSnapshotResponse(\x01\x12U\n" +
 	"\fMemberStatus\x12!.raftstore.v1.MemberStatusRequest\x1a\".raftstore.v1.MemberStatusResponse\x12F\n" +
-	"\aForward\x12\x1c.raftstore.v1.ForwardRequest\x1a\x1d.raftstore.v1.ForwardResponseB?Z=github.com/tokenstore/tokenstore/api/raftstore/v1;raftstorev1b\x06proto3"
+	"\aForward\x12\x1c.raftstore.v1.ForwardRequest\x1a\x1d.raftstore.v1.ForwardResponse\x12=\n" +
+	"\x04Join\x12\x19.raftstore.v1.JoinRequest\x1a\x1a.raftstore.v1.JoinResponseB?Z=github.com/tokenstore/tokenstore/api/raftstore/v1;raftstorev1b\x06proto3"
 
 var (
 	file_raftstore_v1_peer_proto_rawDescOnce sync.Once
@@ -728,35 +852,41 @@ func file_raftstore_v1_peer_proto_rawDescGZIP() []byte {
 	return file_raftstore_v1_peer_proto_rawDescData
 }
 
-var file_raftstore_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_raftstore_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_raftstore_v1_peer_proto_goTypes = []any{
-	(*ForwardRequest)(nil),       // 0: raftstore.v1.ForwardRequest
-	(*ForwardResponse)(nil),      // 1: raftstore.v1.ForwardResponse
-	(*StreamRequest)(nil),        // 2: raftstore.v1.StreamRequest
-	(*StreamResponse)(nil),       // 3: raftstore.v1.StreamResponse
-	(*SendSnapshotRequest)(nil),  // 4: raftstore.v1.SendSnapshotRequest
-	(*SnapshotHeader)(nil),       // 5: raftstore.v1.SnapshotHeader
-	(*SnapshotTrailer)(nil),      // 6: raftstore.v1.SnapshotTrailer
-	(*SendSnapshotResponse)(nil), // 7: raftstore.v1.SendSnapshotResponse
-	(*MemberStatusRequest)(nil),  // 8: raftstore.v1.MemberStatusRequest
-	(*MemberStatusResponse)(nil), // 9: raftstore.v1.MemberStatusResponse
+	(*JoinRequest)(nil),          // 0: raftstore.v1.JoinRequest
+	(*JoinResponse)(nil),         // 1: raftstore.v1.JoinResponse
+	(*ForwardRequest)(nil),       // 2: raftstore.v1.ForwardRequest
+	(*ForwardResponse)(nil),      // 3: raftstore.v1.ForwardResponse
+	(*StreamRequest)(nil),        // 4: raftstore.v1.StreamRequest
+	(*StreamResponse)(nil),       // 5: raftstore.v1.StreamResponse
+	(*SendSnapshotRequest)(nil),  // 6: raftstore.v1.SendSnapshotRequest
+	(*SnapshotHeader)(nil),       // 7: raftstore.v1.SnapshotHeader
+	(*SnapshotTrailer)(nil),      // 8: raftstore.v1.SnapshotTrailer
+	(*SendSnapshotResponse)(nil), // 9: raftstore.v1.SendSnapshotResponse
+	(*MemberStatusRequest)(nil),  // 10: raftstore.v1.MemberStatusRequest
+	(*MemberStatusResponse)(nil), // 11: raftstore.v1.MemberStatusResponse
+	(*Member)(nil),               // 12: raftstore.v1.Member
 }
 var file_raftstore_v1_peer_proto_depIdxs = []int32{
-	5, // 0: raftstore.v1.SendSnapshotRequest.header:type_name -> raftstore.v1.SnapshotHeader
-	6, // 1: raftstore.v1.SendSnapshotRequest.trailer:type_name -> raftstore.v1.SnapshotTrailer
-	2, // 2: raftstore.v1.PeerService.Stream:input_type -> raftstore.v1.StreamRequest
-	4, // 3: raftstore.v1.PeerService.SendSnapshot:input_type -> raftstore.v1.SendSnapshotRequest
-	8, // 4: raftstore.v1.PeerService.MemberStatus:input_type -> raftstore.v1.MemberStatusRequest
-	0, // 5: raftstore.v1.PeerService.Forward:input_type -> raftstore.v1.ForwardRequest
-	3, // 6: raftstore.v1.PeerService.Stream:output_type -> raftstore.v1.StreamResponse
-	7, // 7: raftstore.v1.PeerService.SendSnapshot:output_type -> raftstore.v1.SendSnapshotResponse
-	9, // 8: raftstore.v1.PeerService.MemberStatus:output_type -> raftstore.v1.MemberStatusResponse
-	1, // 9: raftstore.v1.PeerService.Forward:output_type -> raftstore.v1.ForwardResponse
-	6, // [6:10] is the sub-list for method output_type
-	2, // [2:6] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	12, // 0: raftstore.v1.JoinResponse.members:type_name -> raftstore.v1.Member
+	7,  // 1: raftstore.v1.SendSnapshotRequest.header:type_name -> raftstore.v1.SnapshotHeader
+	8,  // 2: raftstore.v1.SendSnapshotRequest.trailer:type_name -> raftstore.v1.SnapshotTrailer
+	4,  // 3: raftstore.v1.PeerService.Stream:input_type -> raftstore.v1.StreamRequest
+	6,  // 4: raftstore.v1.PeerService.SendSnapshot:input_type -> raftstore.v1.SendSnapshotRequest
+	10, // 5: raftstore.v1.PeerService.MemberStatus:input_type -> raftstore.v1.MemberStatusRequest
+	2,  // 6: raftstore.v1.PeerService.Forward:input_type -> raftstore.v1.ForwardRequest
+	0,  // 7: raftstore.v1.PeerService.Join:input_type -> raftstore.v1.JoinRequest
+	5,  // 8: raftstore.v1.PeerService.Stream:output_type -> raftstore.v1.StreamResponse
+	9,  // 9: raftstore.v1.PeerService.SendSnapshot:output_type -> raftstore.v1.SendSnapshotResponse
+	11, // 10: raftstore.v1.PeerService.MemberStatus:output_type -> raftstore.v1.MemberStatusResponse
+	3,  // 11: raftstore.v1.PeerService.Forward:output_type -> raftstore.v1.ForwardResponse
+	1,  // 12: raftstore.v1.PeerService.Join:output_type -> raftstore.v1.JoinResponse
+	8,  // [8:13] is the sub-list for method output_type
+	3,  // [3:8] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_raftstore_v1_peer_proto_init() }
@@ -764,7 +894,8 @@ func file_raftstore_v1_peer_proto_init() {
 	if File_raftstore_v1_peer_proto != nil {
 		return
 	}
-	file_raftstore_v1_peer_proto_msgTypes[4].OneofWrappers = []any{
+	file_raftstore_v1_state_proto_init()
+	file_raftstore_v1_peer_proto_msgTypes[6].OneofWrappers = []any{
 		(*SendSnapshotRequest_Header)(nil),
 		(*SendSnapshotRequest_Chunk)(nil),
 		(*SendSnapshotRequest_Trailer)(nil),
@@ -775,7 +906,7 @@ func file_raftstore_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftstore_v1_peer_proto_rawDesc), len(file_raftstore_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	PeerService_SendSnapshot_FullMethodName = "/raftstore.v1.PeerService/SendSnapshot"
 	PeerService_MemberStatus_FullMethodName = "/raftstore.v1.PeerService/MemberStatus"
 	PeerService_Forward_FullMethodName      = "/raftstore.v1.PeerService/Forward"
+	PeerService_Join_FullMethodName         = "/raftstore.v1.PeerService/Join"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -42,6 +43,9 @@ type PeerServiceClient interface {
 	// Forward delivers an application message to the receiving member's
 	// handler for kind (for example lastUsedAt reports sent to the leader).
 	Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*ForwardResponse, error)
+	// Join asks the cluster to add the caller as a learner; the receiving
+	// member proposes the change and answers once it is applied.
+	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
 }
 
 type peerServiceClient struct {
@@ -98,6 +102,16 @@ func (c *peerServiceClient) Forward(ctx context.Context, in *ForwardRequest, opt
 	return out, nil
 }
 
+func (c *peerServiceClient) Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinResponse)
+	err := c.cc.Invoke(ctx, PeerService_Join_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
@@ -115,6 +129,9 @@ type PeerServiceServer interface {
 	// Forward delivers an application message to the receiving member's
 	// handler for kind (for example lastUsedAt reports sent to the leader).
 	Forward(context.Context, *ForwardRequest) (*ForwardResponse, error)
+	// Join asks the cluster to add the caller as a learner; the receiving
+	// member proposes the change and answers once it is applied.
+	Join(context.Context, *JoinRequest) (*JoinResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -136,6 +153,9 @@ func (UnimplementedPeerServiceServer) MemberStatus(context.Context, *MemberStatu
 }
 func (UnimplementedPeerServiceServer) Forward(context.Context, *ForwardRequest) (*ForwardResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Forward not implemented")
+}
+func (UnimplementedPeerServiceServer) Join(context.Context, *JoinRequest) (*JoinResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Join not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -208,6 +228,24 @@ func _PeerService_Forward_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_Join_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).Join(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_Join_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).Join(ctx, req.(*JoinRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -222,6 +260,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Forward",
 			Handler:    _PeerService_Forward_Handler,
+		},
+		{
+			MethodName: "Join",
+			Handler:    _PeerService_Join_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

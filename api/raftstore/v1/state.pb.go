@@ -86,10 +86,13 @@ func (x *MemberIdentity) GetClusterId() uint64 {
 // Member is a raft member as recorded in the replicated membership (the
 // context of a ConfChange and the state database's members bucket).
 type Member struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Id            uint64                 `protobuf:"fixed64,2,opt,name=id,proto3" json:"id,omitempty"`
-	PeerAddress   string                 `protobuf:"bytes,3,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id          uint64                 `protobuf:"fixed64,2,opt,name=id,proto3" json:"id,omitempty"`
+	PeerAddress string                 `protobuf:"bytes,3,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	// auto_promote marks a learner that joined by itself: the leader makes
+	// it a voter once it has caught up.
+	AutoPromote   bool `protobuf:"varint,4,opt,name=auto_promote,json=autoPromote,proto3" json:"auto_promote,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -143,6 +146,13 @@ func (x *Member) GetPeerAddress() string {
 		return x.PeerAddress
 	}
 	return ""
+}
+
+func (x *Member) GetAutoPromote() bool {
+	if x != nil {
+		return x.AutoPromote
+	}
+	return false
 }
 
 // AppliedState is the state database's record of how far the log has been
@@ -217,11 +227,12 @@ const file_raftstore_v1_state_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x06R\x02id\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x03 \x01(\x06R\tclusterId\"O\n" +
+	"cluster_id\x18\x03 \x01(\x06R\tclusterId\"r\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x06R\x02id\x12!\n" +
-	"\fpeer_address\x18\x03 \x01(\tR\vpeerAddress\"W\n" +
+	"\fpeer_address\x18\x03 \x01(\tR\vpeerAddress\x12!\n" +
+	"\fauto_promote\x18\x04 \x01(\bR\vautoPromote\"W\n" +
 	"\fAppliedState\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1d\n" +

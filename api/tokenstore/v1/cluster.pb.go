@@ -319,6 +319,767 @@ func (x *StatusResponse) GetMembers() []*MemberStatus {
 	return nil
 }
 
+// Member is one raft member with what the answering member knows of it.
+type Member struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id            uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	PeerAddress   string                 `protobuf:"bytes,3,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	ClientAddress string                 `protobuf:"bytes,4,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
+	// learner is true for a non-voting member that is catching up.
+	Learner bool `protobuf:"varint,5,opt,name=learner,proto3" json:"learner,omitempty"`
+	Leader  bool `protobuf:"varint,6,opt,name=leader,proto3" json:"leader,omitempty"`
+	// health is the gossip view: "alive", "suspect", "dead" or "unknown"
+	// (no gossip configured or not seen).
+	Health       string `protobuf:"bytes,7,opt,name=health,proto3" json:"health,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// lag is how many entries this member's applied index is behind the
+	// answering member's commit index (when reachable).
+	Lag           uint64 `protobuf:"varint,9,opt,name=lag,proto3" json:"lag,omitempty"`
+	Reachable     bool   `protobuf:"varint,10,opt,name=reachable,proto3" json:"reachable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Member) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Member) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Member) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
+}
+
+func (x *Member) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
+}
+
+func (x *Member) GetLearner() bool {
+	if x != nil {
+		return x.Learner
+	}
+	return false
+}
+
+func (x *Member) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *Member) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+func (x *Member) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *Member) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *Member) GetReachable() bool {
+	if x != nil {
+		return x.Reachable
+	}
+	return false
+}
+
+// ListMembersRequest has no fields yet.
+type ListMembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembersRequest) Reset() {
+	*x = ListMembersRequest{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembersRequest) ProtoMessage() {}
+
+func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
+func (*ListMembersRequest) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{4}
+}
+
+// ListMembersResponse lists the membership.
+type ListMembersResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Header  *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Members []*Member              `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	// failure_tolerance is how many more voters may fail before quorum is
+	// lost, counting voters that are unreachable now as failed.
+	FailureTolerance int32  `protobuf:"varint,3,opt,name=failure_tolerance,json=failureTolerance,proto3" json:"failure_tolerance,omitempty"`
+	ClusterId        uint64 `protobuf:"varint,4,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ListMembersResponse) Reset() {
+	*x = ListMembersResponse{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembersResponse) ProtoMessage() {}
+
+func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
+func (*ListMembersResponse) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListMembersResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ListMembersResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *ListMembersResponse) GetFailureTolerance() int32 {
+	if x != nil {
+		return x.FailureTolerance
+	}
+	return 0
+}
+
+func (x *ListMembersResponse) GetClusterId() uint64 {
+	if x != nil {
+		return x.ClusterId
+	}
+	return 0
+}
+
+// AddMemberRequest names the new member.
+type AddMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	PeerAddress   string                 `protobuf:"bytes,2,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	Learner       bool                   `protobuf:"varint,3,opt,name=learner,proto3" json:"learner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddMemberRequest) Reset() {
+	*x = AddMemberRequest{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddMemberRequest) ProtoMessage() {}
+
+func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
+func (*AddMemberRequest) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AddMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AddMemberRequest) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
+}
+
+func (x *AddMemberRequest) GetLearner() bool {
+	if x != nil {
+		return x.Learner
+	}
+	return false
+}
+
+// AddMemberResponse carries the final membership.
+type AddMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Member        *Member                `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	Members       []*Member              `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddMemberResponse) Reset() {
+	*x = AddMemberResponse{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddMemberResponse) ProtoMessage() {}
+
+func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
+func (*AddMemberResponse) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AddMemberResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *AddMemberResponse) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+func (x *AddMemberResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// PromoteMemberRequest names the learner.
+type PromoteMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteMemberRequest) Reset() {
+	*x = PromoteMemberRequest{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteMemberRequest) ProtoMessage() {}
+
+func (x *PromoteMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteMemberRequest.ProtoReflect.Descriptor instead.
+func (*PromoteMemberRequest) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PromoteMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// PromoteMemberResponse carries the final membership.
+type PromoteMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Members       []*Member              `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteMemberResponse) Reset() {
+	*x = PromoteMemberResponse{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteMemberResponse) ProtoMessage() {}
+
+func (x *PromoteMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteMemberResponse.ProtoReflect.Descriptor instead.
+func (*PromoteMemberResponse) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PromoteMemberResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *PromoteMemberResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// RemoveMemberRequest names the member.
+type RemoveMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Force         bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberRequest) Reset() {
+	*x = RemoveMemberRequest{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberRequest) ProtoMessage() {}
+
+func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RemoveMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RemoveMemberRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+// RemoveMemberResponse carries the final membership.
+type RemoveMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Members       []*Member              `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberResponse) Reset() {
+	*x = RemoveMemberResponse{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberResponse) ProtoMessage() {}
+
+func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
+func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RemoveMemberResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *RemoveMemberResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// TransferLeadershipRequest names the new leader; empty picks one.
+type TransferLeadershipRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TransferLeadershipRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// TransferLeadershipResponse names the leader after the transfer.
+type TransferLeadershipResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Leader        string                 `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipResponse) Reset() {
+	*x = TransferLeadershipResponse{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipResponse) ProtoMessage() {}
+
+func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TransferLeadershipResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *TransferLeadershipResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+// SnapshotRequest has no fields yet.
+type SnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{14}
+}
+
+// SnapshotResponse is one part of a snapshot stream: the first carries the
+// revision and size, then chunks, the last carries the SHA-256.
+type SnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Size          uint64                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Chunk         []byte                 `protobuf:"bytes,3,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	Sha256        []byte                 `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotResponse) Reset() {
+	*x = SnapshotResponse{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotResponse) ProtoMessage() {}
+
+func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SnapshotResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *SnapshotResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SnapshotResponse) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+func (x *SnapshotResponse) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 var File_tokenstore_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_tokenstore_v1_cluster_proto_rawDesc = "" +
@@ -345,16 +1106,71 @@ const file_tokenstore_v1_cluster_proto_rawDesc = "" +
 	"\tleader_id\x18\x03 \x01(\x04R\bleaderId\x12\x1f\n" +
 	"\vleader_name\x18\x04 \x01(\tR\n" +
 	"leaderName\x125\n" +
-	"\amembers\x18\x05 \x03(\v2\x1b.tokenstore.v1.MemberStatusR\amembers*\x8f\x01\n" +
+	"\amembers\x18\x05 \x03(\v2\x1b.tokenstore.v1.MemberStatusR\amembers\"\x95\x02\n" +
+	"\x06Member\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\x12!\n" +
+	"\fpeer_address\x18\x03 \x01(\tR\vpeerAddress\x12%\n" +
+	"\x0eclient_address\x18\x04 \x01(\tR\rclientAddress\x12\x18\n" +
+	"\alearner\x18\x05 \x01(\bR\alearner\x12\x16\n" +
+	"\x06leader\x18\x06 \x01(\bR\x06leader\x12\x16\n" +
+	"\x06health\x18\a \x01(\tR\x06health\x12#\n" +
+	"\rapplied_index\x18\b \x01(\x04R\fappliedIndex\x12\x10\n" +
+	"\x03lag\x18\t \x01(\x04R\x03lag\x12\x1c\n" +
+	"\treachable\x18\n" +
+	" \x01(\bR\treachable\"\x14\n" +
+	"\x12ListMembersRequest\"\xc9\x01\n" +
+	"\x13ListMembersResponse\x125\n" +
+	"\x06header\x18\x01 \x01(\v2\x1d.tokenstore.v1.ResponseHeaderR\x06header\x12/\n" +
+	"\amembers\x18\x02 \x03(\v2\x15.tokenstore.v1.MemberR\amembers\x12+\n" +
+	"\x11failure_tolerance\x18\x03 \x01(\x05R\x10failureTolerance\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x04 \x01(\x04R\tclusterId\"c\n" +
+	"\x10AddMemberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
+	"\fpeer_address\x18\x02 \x01(\tR\vpeerAddress\x12\x18\n" +
+	"\alearner\x18\x03 \x01(\bR\alearner\"\xaa\x01\n" +
+	"\x11AddMemberResponse\x125\n" +
+	"\x06header\x18\x01 \x01(\v2\x1d.tokenstore.v1.ResponseHeaderR\x06header\x12-\n" +
+	"\x06member\x18\x02 \x01(\v2\x15.tokenstore.v1.MemberR\x06member\x12/\n" +
+	"\amembers\x18\x03 \x03(\v2\x15.tokenstore.v1.MemberR\amembers\"*\n" +
+	"\x14PromoteMemberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x7f\n" +
+	"\x15PromoteMemberResponse\x125\n" +
+	"\x06header\x18\x01 \x01(\v2\x1d.tokenstore.v1.ResponseHeaderR\x06header\x12/\n" +
+	"\amembers\x18\x02 \x03(\v2\x15.tokenstore.v1.MemberR\amembers\"?\n" +
+	"\x13RemoveMemberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"~\n" +
+	"\x14RemoveMemberResponse\x125\n" +
+	"\x06header\x18\x01 \x01(\v2\x1d.tokenstore.v1.ResponseHeaderR\x06header\x12/\n" +
+	"\amembers\x18\x02 \x03(\v2\x15.tokenstore.v1.MemberR\amembers\"/\n" +
+	"\x19TransferLeadershipRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"k\n" +
+	"\x1aTransferLeadershipResponse\x125\n" +
+	"\x06header\x18\x01 \x01(\v2\x1d.tokenstore.v1.ResponseHeaderR\x06header\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader\"\x11\n" +
+	"\x0fSnapshotRequest\"p\n" +
+	"\x10SnapshotResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x14\n" +
+	"\x05chunk\x18\x03 \x01(\fR\x05chunk\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha256*\x8f\x01\n" +
 	"\n" +
 	"MemberRole\x12\x1b\n" +
 	"\x17MEMBER_ROLE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12MEMBER_ROLE_LEADER\x10\x01\x12\x18\n" +
 	"\x14MEMBER_ROLE_FOLLOWER\x10\x02\x12\x19\n" +
 	"\x15MEMBER_ROLE_CANDIDATE\x10\x03\x12\x17\n" +
-	"\x13MEMBER_ROLE_LEARNER\x10\x042W\n" +
+	"\x13MEMBER_ROLE_LEARNER\x10\x042\xec\x04\n" +
 	"\x0eClusterService\x12E\n" +
-	"\x06Status\x12\x1c.tokenstore.v1.StatusRequest\x1a\x1d.tokenstore.v1.StatusResponseBAZ?github.com/tokenstore/tokenstore/api/tokenstore/v1;tokenstorev1b\x06proto3"
+	"\x06Status\x12\x1c.tokenstore.v1.StatusRequest\x1a\x1d.tokenstore.v1.StatusResponse\x12T\n" +
+	"\vListMembers\x12!.tokenstore.v1.ListMembersRequest\x1a\".tokenstore.v1.ListMembersResponse\x12N\n" +
+	"\tAddMember\x12\x1f.tokenstore.v1.AddMemberRequest\x1a .tokenstore.v1.AddMemberResponse\x12Z\n" +
+	"\rPromoteMember\x12#.tokenstore.v1.PromoteMemberRequest\x1a$.tokenstore.v1.PromoteMemberResponse\x12W\n" +
+	"\fRemoveMember\x12\".tokenstore.v1.RemoveMemberRequest\x1a#.tokenstore.v1.RemoveMemberResponse\x12i\n" +
+	"\x12TransferLeadership\x12(.tokenstore.v1.TransferLeadershipRequest\x1a).tokenstore.v1.TransferLeadershipResponse\x12M\n" +
+	"\bSnapshot\x12\x1e.tokenstore.v1.SnapshotRequest\x1a\x1f.tokenstore.v1.SnapshotResponse0\x01BAZ?github.com/tokenstore/tokenstore/api/tokenstore/v1;tokenstorev1b\x06proto3"
 
 var (
 	file_tokenstore_v1_cluster_proto_rawDescOnce sync.Once
@@ -369,25 +1185,60 @@ func file_tokenstore_v1_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenstore_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tokenstore_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_tokenstore_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_tokenstore_v1_cluster_proto_goTypes = []any{
-	(MemberRole)(0),        // 0: tokenstore.v1.MemberRole
-	(*StatusRequest)(nil),  // 1: tokenstore.v1.StatusRequest
-	(*MemberStatus)(nil),   // 2: tokenstore.v1.MemberStatus
-	(*StatusResponse)(nil), // 3: tokenstore.v1.StatusResponse
-	(*ResponseHeader)(nil), // 4: tokenstore.v1.ResponseHeader
+	(MemberRole)(0),                    // 0: tokenstore.v1.MemberRole
+	(*StatusRequest)(nil),              // 1: tokenstore.v1.StatusRequest
+	(*MemberStatus)(nil),               // 2: tokenstore.v1.MemberStatus
+	(*StatusResponse)(nil),             // 3: tokenstore.v1.StatusResponse
+	(*Member)(nil),                     // 4: tokenstore.v1.Member
+	(*ListMembersRequest)(nil),         // 5: tokenstore.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),        // 6: tokenstore.v1.ListMembersResponse
+	(*AddMemberRequest)(nil),           // 7: tokenstore.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),          // 8: tokenstore.v1.AddMemberResponse
+	(*PromoteMemberRequest)(nil),       // 9: tokenstore.v1.PromoteMemberRequest
+	(*PromoteMemberResponse)(nil),      // 10: tokenstore.v1.PromoteMemberResponse
+	(*RemoveMemberRequest)(nil),        // 11: tokenstore.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),       // 12: tokenstore.v1.RemoveMemberResponse
+	(*TransferLeadershipRequest)(nil),  // 13: tokenstore.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 14: tokenstore.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 15: tokenstore.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),           // 16: tokenstore.v1.SnapshotResponse
+	(*ResponseHeader)(nil),             // 17: tokenstore.v1.ResponseHeader
 }
 var file_tokenstore_v1_cluster_proto_depIdxs = []int32{
-	0, // 0: tokenstore.v1.MemberStatus.role:type_name -> tokenstore.v1.MemberRole
-	4, // 1: tokenstore.v1.StatusResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	2, // 2: tokenstore.v1.StatusResponse.members:type_name -> tokenstore.v1.MemberStatus
-	1, // 3: tokenstore.v1.ClusterService.Status:input_type -> tokenstore.v1.StatusRequest
-	3, // 4: tokenstore.v1.ClusterService.Status:output_type -> tokenstore.v1.StatusResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0,  // 0: tokenstore.v1.MemberStatus.role:type_name -> tokenstore.v1.MemberRole
+	17, // 1: tokenstore.v1.StatusResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	2,  // 2: tokenstore.v1.StatusResponse.members:type_name -> tokenstore.v1.MemberStatus
+	17, // 3: tokenstore.v1.ListMembersResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	4,  // 4: tokenstore.v1.ListMembersResponse.members:type_name -> tokenstore.v1.Member
+	17, // 5: tokenstore.v1.AddMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	4,  // 6: tokenstore.v1.AddMemberResponse.member:type_name -> tokenstore.v1.Member
+	4,  // 7: tokenstore.v1.AddMemberResponse.members:type_name -> tokenstore.v1.Member
+	17, // 8: tokenstore.v1.PromoteMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	4,  // 9: tokenstore.v1.PromoteMemberResponse.members:type_name -> tokenstore.v1.Member
+	17, // 10: tokenstore.v1.RemoveMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	4,  // 11: tokenstore.v1.RemoveMemberResponse.members:type_name -> tokenstore.v1.Member
+	17, // 12: tokenstore.v1.TransferLeadershipResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	1,  // 13: tokenstore.v1.ClusterService.Status:input_type -> tokenstore.v1.StatusRequest
+	5,  // 14: tokenstore.v1.ClusterService.ListMembers:input_type -> tokenstore.v1.ListMembersRequest
+	7,  // 15: tokenstore.v1.ClusterService.AddMember:input_type -> tokenstore.v1.AddMemberRequest
+	9,  // 16: tokenstore.v1.ClusterService.PromoteMember:input_type -> tokenstore.v1.PromoteMemberRequest
+	11, // 17: tokenstore.v1.ClusterService.RemoveMember:input_type -> tokenstore.v1.RemoveMemberRequest
+	13, // 18: tokenstore.v1.ClusterService.TransferLeadership:input_type -> tokenstore.v1.TransferLeadershipRequest
+	15, // 19: tokenstore.v1.ClusterService.Snapshot:input_type -> tokenstore.v1.SnapshotRequest
+	3,  // 20: tokenstore.v1.ClusterService.Status:output_type -> tokenstore.v1.StatusResponse
+	6,  // 21: tokenstore.v1.ClusterService.ListMembers:output_type -> tokenstore.v1.ListMembersResponse
+	8,  // 22: tokenstore.v1.ClusterService.AddMember:output_type -> tokenstore.v1.AddMemberResponse
+	10, // 23: tokenstore.v1.ClusterService.PromoteMember:output_type -> tokenstore.v1.PromoteMemberResponse
+	12, // 24: tokenstore.v1.ClusterService.RemoveMember:output_type -> tokenstore.v1.RemoveMemberResponse
+	14, // 25: tokenstore.v1.ClusterService.TransferLeadership:output_type -> tokenstore.v1.TransferLeadershipResponse
+	16, // 26: tokenstore.v1.ClusterService.Snapshot:output_type -> tokenstore.v1.SnapshotResponse
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_tokenstore_v1_cluster_proto_init() }
@@ -402,7 +1253,7 @@ func file_tokenstore_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenstore_v1_cluster_proto_rawDesc), len(file_tokenstore_v1_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
