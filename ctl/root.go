@@ -92,6 +92,9 @@ token is accepted.`,
 	root.AddCommand(
 		a.newTokenCommand(),
 		a.newStatusCommand(),
+		a.newMemberCommand(),
+		a.newLeaderCommand(),
+		a.newSnapshotCommand(),
 		a.newVersionCommand(),
 	)
 	return root

@@ -207,7 +207,7 @@ func (n *Node) changeConf(ctx context.Context, cc *raftpb.ConfChange, done func(
 // longer answers as that member (its volume was wiped) is replaced: the old
 // id is removed and the newcomer added under a new id.
 func (n *Node) HandleJoin(ctx context.Context, req *raftstorev1.JoinRequest) (*raftstorev1.JoinResponse, error) {
-	if req.GetClusterId() != n.cfg.ClusterID {
+	if req.GetClusterId() != 0 && req.GetClusterId() != n.cfg.ClusterID {
 		return nil, fmt.Errorf("this member belongs to cluster %016x, not %016x", n.cfg.ClusterID, req.GetClusterId())
 	}
 	members, err := n.Membership()
@@ -228,8 +228,9 @@ func (n *Node) HandleJoin(ctx context.Context, req *raftstorev1.JoinRequest) (*r
 		if err == nil && st.ID == m.GetId() {
 			return nil, fmt.Errorf("member %q (%016x) is alive at %s; refusing to replace it", req.GetName(), m.GetId(), m.GetPeerAddress())
 		}
-		if m.Learner && m.GetPeerAddress() == req.GetPeerAddress() && m.GetAutoPromote() {
-			// A join whose answer was lost: hand out the same id again.
+		if m.GetPeerAddress() == req.GetPeerAddress() {
+			// Added beforehand (tokenctl member add), or a join whose answer
+			// was lost: hand out the same id again.
 			newcomer = m.Member
 			break
 		}
@@ -241,14 +242,16 @@ func (n *Node) HandleJoin(ctx context.Context, req *raftstorev1.JoinRequest) (*r
 	if newcomer == nil {
 		newcomer = &raftstorev1.Member{Name: req.GetName(), Id: NewMemberID(), PeerAddress: req.GetPeerAddress(), AutoPromote: true}
 	}
-	if err := n.AddMember(ctx, newcomer, true); err != nil {
-		return nil, err
+	if !slices.ContainsFunc(members, func(m MemberInfo) bool { return m.GetId() == newcomer.GetId() }) {
+		if err := n.AddMember(ctx, newcomer, true); err != nil {
+			return nil, err
+		}
 	}
 	all, err := n.members()
 	if err != nil {
 		return nil, err
 	}
-	return &raftstorev1.JoinResponse{MemberId: newcomer.GetId(), Members: all}, nil
+	return &raftstorev1.JoinResponse{MemberId: newcomer.GetId(), Members: all, ClusterId: n.cfg.ClusterID}, nil
 }
 
 // promoteLoop runs on every member and acts on the leader: a learner that

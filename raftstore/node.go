@@ -583,3 +583,12 @@ func (n *Node) HandleForward(ctx context.Context, from uint64, kind string, payl
 	}
 	return fn(ctx, from, payload)
 }
+
+// UpdatePeerAddress points the transport at a member's new peer address
+// (learned from gossip). Unknown ids are ignored.
+func (n *Node) UpdatePeerAddress(id uint64, addr string) {
+	if _, err := n.member(id); err != nil || addr == "" {
+		return
+	}
+	n.trans.AddPeer(id, addr)
+}

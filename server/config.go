@@ -29,6 +29,12 @@ type Config struct {
 	AdvertisePeer       string
 	InitialCluster      string
 	InitialClusterToken string
+	InitialClusterState string
+	ListenGossip        string
+	AdvertiseGossip     string
+	Join                []string
+	BootstrapExpect     int
+	ForceNewCluster     bool
 	ReadConsistency     string
 	MaxStaleness        time.Duration
 	RequestTimeout      time.Duration
@@ -54,6 +60,12 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AdvertisePeer, "advertise-peer", "", "peer address of this member as others reach it (default --listen-peer)")
 	fs.StringVar(&c.InitialCluster, "initial-cluster", "", "bootstrap membership, name=host:peerport,... (default: this member alone); ignored once the data directory holds raft state")
 	fs.StringVar(&c.InitialClusterToken, "initial-cluster-token", "tokenstore", "distinguishes clusters bootstrapped with the same member names")
+	fs.StringVar(&c.InitialClusterState, "initial-cluster-state", "new", "new: bootstrap with --initial-cluster; existing: join the running cluster those members form (after tokenctl member add)")
+	fs.StringVar(&c.ListenGossip, "listen-gossip", "", "gossip (memberlist) address, TCP and UDP; needed with --join")
+	fs.StringVar(&c.AdvertiseGossip, "advertise-gossip", "", "gossip address as others reach it (default --listen-gossip)")
+	fs.StringSliceVar(&c.Join, "join", nil, "gossip seeds host:port,... (a StatefulSet's headless service name resolves to every pod); a member with an empty data directory joins the cluster it finds")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "with --join and no existing cluster found: bootstrap one new cluster once this many members see each other")
+	fs.BoolVar(&c.ForceNewCluster, "force-new-cluster", false, "disaster recovery: start a one-member cluster from this member's data, removing every other member")
 	fs.StringVar(&c.ReadConsistency, "read-consistency", "bounded", "default read consistency: bounded (local state confirmed within --max-staleness) or linearizable (ReadIndex per batch of reads)")
 	fs.DurationVar(&c.MaxStaleness, "max-staleness", 5*time.Second, "bounded reads fail closed when this member has not confirmed it is caught up with the leader for this long")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "deadline for a request that brings none")
@@ -131,6 +143,22 @@ func (c *Config) Validate() error {
 	}
 	if c.AdvertisePeer == "" {
 		c.AdvertisePeer = c.ListenPeer
+	}
+	if len(c.Join) > 0 && c.ListenGossip == "" {
+		return errors.New("--join needs --listen-gossip")
+	}
+	if c.ListenGossip != "" {
+		if _, _, err := net.SplitHostPort(c.ListenGossip); err != nil {
+			return fmt.Errorf("--listen-gossip %q: %w", c.ListenGossip, err)
+		}
+	}
+	if c.BootstrapExpect < 0 || (c.BootstrapExpect > 0 && len(c.Join) == 0) {
+		return errors.New("--bootstrap-expect needs --join and must not be negative")
+	}
+	switch c.InitialClusterState {
+	case "new", "existing":
+	default:
+		return fmt.Errorf("--initial-cluster-state %q: want new or existing", c.InitialClusterState)
 	}
 	switch c.ReadConsistency {
 	case "bounded", "linearizable":

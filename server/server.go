@@ -18,6 +18,7 @@ import (
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
 	"github.com/tokenstore/tokenstore/raftstore"
 	"github.com/tokenstore/tokenstore/raftstore/transport"
+	"github.com/tokenstore/tokenstore/server/discovery"
 	"github.com/tokenstore/tokenstore/server/lastused"
 	"github.com/tokenstore/tokenstore/server/state"
 )
@@ -35,8 +36,11 @@ type Server struct {
 	// lastUsed is nil when tracking is disabled.
 	lastUsed *lastused.Tracker
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	stopc    chan struct{}
+	// disc is nil without --listen-gossip.
+	disc  *discovery.Discovery
+	meta  discovery.Meta
+	wg    sync.WaitGroup
+	stopc chan struct{}
 
 	clientAddr string
 }
@@ -44,7 +48,7 @@ type Server struct {
 // Run starts a member and serves until ctx ends or the node stops on a
 // fatal error. It returns that error, or nil after a clean shutdown.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	s, err := Start(cfg, log)
+	s, err := Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -58,17 +62,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 }
 
-// Start opens the data directory, joins the raft group and starts serving.
-func Start(cfg Config, log *slog.Logger) (*Server, error) {
+// Start opens the data directory, joins or bootstraps the raft group and
+// starts serving. Joining may wait for gossip to show a cluster; ctx bounds
+// that wait.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	members, err := cfg.Members()
-	if err != nil {
-		return nil, err
-	}
-	id := raftstore.MemberID(cfg.InitialClusterToken, cfg.Name)
-	cid := raftstore.ClusterID(cfg.InitialClusterToken, members)
 	log = log.With("member", cfg.Name)
 
 	peerL, err := net.Listen("tcp", cfg.ListenPeer)
@@ -88,18 +88,41 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("listen on --listen-http: %w", err)
 		}
 	}
+	s := &Server{cfg: cfg, log: log, state: state.New(), stopc: make(chan struct{}), clientAddr: clientL.Addr().String()}
 	closeAll := func() {
 		peerL.Close()
 		clientL.Close()
 		if httpL != nil {
 			httpL.Close()
 		}
+		if s.disc != nil {
+			s.disc.Stop()
+		}
 	}
-
-	s := &Server{cfg: cfg, log: log, state: state.New(), stopc: make(chan struct{}), clientAddr: clientL.Addr().String()}
-	tr := transport.New(transport.Config{ClusterID: cid, LocalID: id, Listener: peerL, Logger: log})
+	if cfg.ListenGossip != "" {
+		ident, _ := raftstore.ReadIdentity(cfg.DataDir)
+		s.meta = discovery.Meta{Name: cfg.Name, PeerAddr: cfg.AdvertisePeer, ClientAddr: cfg.AdvertiseClient, Version: version(), Nonce: newNonce()}
+		if ident != nil && hasRaftState(cfg.DataDir) {
+			s.meta.MemberID, s.meta.ClusterID = ident.GetId(), ident.GetClusterId()
+		}
+		s.disc, err = discovery.Start(discovery.Config{
+			Bind: cfg.ListenGossip, Advertise: cfg.AdvertiseGossip, Seeds: cfg.Join, Meta: s.meta,
+			OnUpdate: s.onGossip, Logger: log,
+		})
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+	}
+	p, err := s.makePlan(ctx, s.disc)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	tr := transport.New(transport.Config{ClusterID: p.clusterID, LocalID: p.id, Listener: peerL, Logger: log})
 	s.node, err = raftstore.Open(raftstore.Config{
-		Name: cfg.Name, ID: id, ClusterID: cid, DataDir: cfg.DataDir, InitialCluster: members,
+		Name: cfg.Name, ID: p.id, ClusterID: p.clusterID, DataDir: cfg.DataDir,
+		InitialCluster: p.initial, JoinMembers: p.join, ForceNewCluster: cfg.ForceNewCluster,
 		PeerAddress: cfg.AdvertisePeer, ClientAddress: cfg.AdvertiseClient,
 		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks,
 		SnapshotCount: cfg.SnapshotCount, MaxStaleness: cfg.MaxStaleness,
@@ -108,6 +131,13 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		closeAll()
 		return nil, err
+	}
+	if s.disc != nil {
+		s.meta.MemberID, s.meta.ClusterID = p.id, p.clusterID
+		if err := s.disc.SetMeta(s.meta); err != nil {
+			log.Warn("could not gossip the cluster identity yet", "err", err)
+		}
+		s.refreshPeerAddresses()
 	}
 	s.metrics = newMetrics(s)
 	bg, cancel := context.WithCancel(context.Background())
@@ -148,7 +178,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 			}
 		}()
 	}
-	log.Info("member started", "id", fmt.Sprintf("%016x", id), "cluster", fmt.Sprintf("%016x", cid),
+	log.Info("member started", "id", fmt.Sprintf("%016x", p.id), "cluster", fmt.Sprintf("%016x", p.clusterID),
 		"client", clientL.Addr().String(), "peer", peerL.Addr().String(), "http", cfg.ListenHTTP, "data_dir", cfg.DataDir)
 	return s, nil
 }
@@ -183,6 +213,9 @@ func (s *Server) Stop() {
 	}
 	s.wg.Wait()
 	s.node.Stop()
+	if s.disc != nil {
+		s.disc.Stop()
+	}
 	s.log.Info("member stopped")
 }
 

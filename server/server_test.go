@@ -33,7 +33,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // startSolo starts a one-member cluster and returns a connected client.
 func startSolo(t *testing.T, dir string) (*Server, *grpc.ClientConn) {
 	t.Helper()
-	s, err := Start(testConfig(dir), quiet())
+	s, err := Start(context.Background(), testConfig(dir), quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,12 +176,12 @@ func TestCorruptDataDirIsAClearError(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "state.db"), []byte("this is not a bbolt file at all, sorry"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Start(testConfig(dir), quiet())
+	_, err := Start(context.Background(), testConfig(dir), quiet())
 	if err == nil || !strings.Contains(err.Error(), "state.db") {
 		t.Fatalf("start on a corrupt state.db: %v", err)
 	}
 	os.Remove(filepath.Join(dir, "state.db"))
-	_, err = Start(testConfig(dir), quiet())
+	_, err = Start(context.Background(), testConfig(dir), quiet())
 	if err == nil || !strings.Contains(err.Error(), "no state database") {
 		t.Fatalf("start with state.db missing: %v", err)
 	}
@@ -192,8 +192,9 @@ func TestOtherClustersDataIsRefused(t *testing.T) {
 	s, _ := startSolo(t, dir)
 	s.Stop()
 	cfg := testConfig(dir)
+	cfg.InitialCluster = "solo=127.0.0.1:1"
 	cfg.InitialClusterToken = "another"
-	_, err := Start(cfg, quiet())
+	_, err := Start(context.Background(), cfg, quiet())
 	if err == nil || !strings.Contains(err.Error(), "belongs to") {
 		t.Fatalf("start with another cluster's data: %v", err)
 	}

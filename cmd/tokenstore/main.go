@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tokenstore/tokenstore/raftstore"
 	"github.com/tokenstore/tokenstore/server"
 )
 
@@ -58,6 +59,41 @@ the command line wins over the environment, which wins over the file.`,
 	cmd.Flags().StringVar(&configFile, "config", "", "YAML file of settings keyed by flag name")
 	cfg.RegisterFlags(cmd.Flags())
 	cmd.Flags().SortFlags = false
+	cmd.AddCommand(newRestoreCommand())
+	return cmd
+}
+
+// newRestoreCommand makes the first member of a new cluster from a
+// snapshot file written by `tokenctl snapshot save`.
+func newRestoreCommand() *cobra.Command {
+	var snapshot, dataDir, name, peer string
+	cmd := &cobra.Command{
+		Use:   "restore --snapshot FILE --data-dir DIR --name NAME --advertise-peer HOST:PORT",
+		Short: "Create the first member of a new cluster from a snapshot",
+		Long: `restore writes a data directory holding the snapshot's state as a new
+one-member cluster (new cluster and member ids). Start tokenstore on it with
+the same --name and --data-dir, then add the other members (tokenctl member
+add, or --join through gossip).`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if snapshot == "" || dataDir == "" || name == "" || peer == "" {
+				return fmt.Errorf("--snapshot, --data-dir, --name and --advertise-peer are required")
+			}
+			res, err := raftstore.Restore(snapshot, dataDir, name, peer)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "restored revision %d (sha256 %s) into %s as member %s (%016x) of new cluster %016x\n",
+				res.Revision, res.SHA256, dataDir, name, res.MemberID, res.ClusterID)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&snapshot, "snapshot", "", "snapshot file from tokenctl snapshot save")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "new, empty data directory")
+	cmd.Flags().StringVar(&name, "name", "", "name of the member to create")
+	cmd.Flags().StringVar(&peer, "advertise-peer", "", "peer address the member will listen on")
 	return cmd
 }
 

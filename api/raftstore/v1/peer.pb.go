@@ -24,7 +24,8 @@ const (
 // JoinRequest is a new member asking to join.
 type JoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// cluster_id the caller expects (it learned it from gossip).
+	// cluster_id the caller expects (it learned it from gossip); 0 when it
+	// was pointed at the cluster by --initial-cluster and does not know it.
 	ClusterId     uint64 `protobuf:"fixed64,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	PeerAddress   string `protobuf:"bytes,3,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
@@ -88,6 +89,7 @@ type JoinResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MemberId      uint64                 `protobuf:"fixed64,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
 	Members       []*Member              `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	ClusterId     uint64                 `protobuf:"fixed64,3,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -134,6 +136,13 @@ func (x *JoinResponse) GetMembers() []*Member {
 		return x.Members
 	}
 	return nil
+}
+
+func (x *JoinResponse) GetClusterId() uint64 {
+	if x != nil {
+		return x.ClusterId
+	}
+	return 0
 }
 
 // ForwardRequest is an application message between members.
@@ -785,10 +794,12 @@ const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x06R\tclusterId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12!\n" +
-	"\fpeer_address\x18\x03 \x01(\tR\vpeerAddress\"[\n" +
+	"\fpeer_address\x18\x03 \x01(\tR\vpeerAddress\"z\n" +
 	"\fJoinResponse\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\x06R\bmemberId\x12.\n" +
-	"\amembers\x18\x02 \x03(\v2\x14.raftstore.v1.MemberR\amembers\"q\n" +
+	"\amembers\x18\x02 \x03(\v2\x14.raftstore.v1.MemberR\amembers\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x03 \x01(\x06R\tclusterId\"q\n" +
 	"\x0eForwardRequest\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x06R\tclusterId\x12\x12\n" +

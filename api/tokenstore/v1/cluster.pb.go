@@ -77,6 +77,105 @@ func (MemberRole) EnumDescriptor() ([]byte, []int) {
 	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{0}
 }
 
+// StateHashRequest selects how fresh the hashed state must be.
+type StateHashRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consistency   ReadConsistency        `protobuf:"varint,1,opt,name=consistency,proto3,enum=tokenstore.v1.ReadConsistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateHashRequest) Reset() {
+	*x = StateHashRequest{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateHashRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateHashRequest) ProtoMessage() {}
+
+func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateHashRequest.ProtoReflect.Descriptor instead.
+func (*StateHashRequest) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *StateHashRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+// StateHashResponse is the hash of the replicated state.
+type StateHashResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// sha256 covers every application bucket, key and value, in order.
+	Sha256        string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateHashResponse) Reset() {
+	*x = StateHashResponse{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateHashResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateHashResponse) ProtoMessage() {}
+
+func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateHashResponse.ProtoReflect.Descriptor instead.
+func (*StateHashResponse) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StateHashResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *StateHashResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 // StatusRequest has no fields yet.
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -86,7 +185,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[0]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -98,7 +197,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[0]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -111,7 +210,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
 // MemberStatus is one member as it reported itself.
@@ -137,7 +236,7 @@ type MemberStatus struct {
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[1]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -149,7 +248,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[1]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -162,7 +261,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *MemberStatus) GetName() string {
@@ -256,7 +355,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[2]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -268,7 +367,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[2]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -281,7 +380,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StatusResponse) GetHeader() *ResponseHeader {
@@ -343,7 +442,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[3]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -355,7 +454,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[3]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -368,7 +467,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Member) GetName() string {
@@ -450,7 +549,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[4]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +561,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[4]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +574,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 // ListMembersResponse lists the membership.
@@ -493,7 +592,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +604,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +617,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListMembersResponse) GetHeader() *ResponseHeader {
@@ -561,7 +660,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +672,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +685,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AddMemberRequest) GetName() string {
@@ -622,7 +721,7 @@ type AddMemberResponse struct {
 
 func (x *AddMemberResponse) Reset() {
 	*x = AddMemberResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +733,7 @@ func (x *AddMemberResponse) String() string {
 func (*AddMemberResponse) ProtoMessage() {}
 
 func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +746,7 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AddMemberResponse) GetHeader() *ResponseHeader {
@@ -681,7 +780,7 @@ type PromoteMemberRequest struct {
 
 func (x *PromoteMemberRequest) Reset() {
 	*x = PromoteMemberRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +792,7 @@ func (x *PromoteMemberRequest) String() string {
 func (*PromoteMemberRequest) ProtoMessage() {}
 
 func (x *PromoteMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +805,7 @@ func (x *PromoteMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteMemberRequest.ProtoReflect.Descriptor instead.
 func (*PromoteMemberRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PromoteMemberRequest) GetName() string {
@@ -727,7 +826,7 @@ type PromoteMemberResponse struct {
 
 func (x *PromoteMemberResponse) Reset() {
 	*x = PromoteMemberResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +838,7 @@ func (x *PromoteMemberResponse) String() string {
 func (*PromoteMemberResponse) ProtoMessage() {}
 
 func (x *PromoteMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +851,7 @@ func (x *PromoteMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteMemberResponse.ProtoReflect.Descriptor instead.
 func (*PromoteMemberResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{9}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PromoteMemberResponse) GetHeader() *ResponseHeader {
@@ -780,7 +879,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +891,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +904,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{10}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RemoveMemberRequest) GetName() string {
@@ -833,7 +932,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +944,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +957,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{11}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RemoveMemberResponse) GetHeader() *ResponseHeader {
@@ -885,7 +984,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +996,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1009,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{12}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TransferLeadershipRequest) GetName() string {
@@ -931,7 +1030,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1042,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1055,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{13}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TransferLeadershipResponse) GetHeader() *ResponseHeader {
@@ -982,7 +1081,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1093,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1106,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{14}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 // SnapshotResponse is one part of a snapshot stream: the first carries the
@@ -1024,7 +1123,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1135,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1148,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{15}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SnapshotResponse) GetRevision() uint64 {
@@ -1084,7 +1183,12 @@ var File_tokenstore_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_tokenstore_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x1btokenstore/v1/cluster.proto\x12\rtokenstore.v1\x1a\x1atokenstore/v1/common.proto\"\x0f\n" +
+	"\x1btokenstore/v1/cluster.proto\x12\rtokenstore.v1\x1a\x1atokenstore/v1/common.proto\"T\n" +
+	"\x10StateHashRequest\x12@\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x1e.tokenstore.v1.ReadConsistencyR\vconsistency\"b\n" +
+	"\x11StateHashResponse\x125\n" +
+	"\x06header\x18\x01 \x01(\v2\x1d.tokenstore.v1.ResponseHeaderR\x06header\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\x0f\n" +
 	"\rStatusRequest\"\xe0\x02\n" +
 	"\fMemberStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
@@ -1162,7 +1266,7 @@ const file_tokenstore_v1_cluster_proto_rawDesc = "" +
 	"\x12MEMBER_ROLE_LEADER\x10\x01\x12\x18\n" +
 	"\x14MEMBER_ROLE_FOLLOWER\x10\x02\x12\x19\n" +
 	"\x15MEMBER_ROLE_CANDIDATE\x10\x03\x12\x17\n" +
-	"\x13MEMBER_ROLE_LEARNER\x10\x042\xec\x04\n" +
+	"\x13MEMBER_ROLE_LEARNER\x10\x042\xbc\x05\n" +
 	"\x0eClusterService\x12E\n" +
 	"\x06Status\x12\x1c.tokenstore.v1.StatusRequest\x1a\x1d.tokenstore.v1.StatusResponse\x12T\n" +
 	"\vListMembers\x12!.tokenstore.v1.ListMembersRequest\x1a\".tokenstore.v1.ListMembersResponse\x12N\n" +
@@ -1170,7 +1274,8 @@ const file_tokenstore_v1_cluster_proto_rawDesc = "" +
 	"\rPromoteMember\x12#.tokenstore.v1.PromoteMemberRequest\x1a$.tokenstore.v1.PromoteMemberResponse\x12W\n" +
 	"\fRemoveMember\x12\".tokenstore.v1.RemoveMemberRequest\x1a#.tokenstore.v1.RemoveMemberResponse\x12i\n" +
 	"\x12TransferLeadership\x12(.tokenstore.v1.TransferLeadershipRequest\x1a).tokenstore.v1.TransferLeadershipResponse\x12M\n" +
-	"\bSnapshot\x12\x1e.tokenstore.v1.SnapshotRequest\x1a\x1f.tokenstore.v1.SnapshotResponse0\x01BAZ?github.com/tokenstore/tokenstore/api/tokenstore/v1;tokenstorev1b\x06proto3"
+	"\bSnapshot\x12\x1e.tokenstore.v1.SnapshotRequest\x1a\x1f.tokenstore.v1.SnapshotResponse0\x01\x12N\n" +
+	"\tStateHash\x12\x1f.tokenstore.v1.StateHashRequest\x1a .tokenstore.v1.StateHashResponseBAZ?github.com/tokenstore/tokenstore/api/tokenstore/v1;tokenstorev1b\x06proto3"
 
 var (
 	file_tokenstore_v1_cluster_proto_rawDescOnce sync.Once
@@ -1185,60 +1290,67 @@ func file_tokenstore_v1_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenstore_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tokenstore_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_tokenstore_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_tokenstore_v1_cluster_proto_goTypes = []any{
 	(MemberRole)(0),                    // 0: tokenstore.v1.MemberRole
-	(*StatusRequest)(nil),              // 1: tokenstore.v1.StatusRequest
-	(*MemberStatus)(nil),               // 2: tokenstore.v1.MemberStatus
-	(*StatusResponse)(nil),             // 3: tokenstore.v1.StatusResponse
-	(*Member)(nil),                     // 4: tokenstore.v1.Member
-	(*ListMembersRequest)(nil),         // 5: tokenstore.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),        // 6: tokenstore.v1.ListMembersResponse
-	(*AddMemberRequest)(nil),           // 7: tokenstore.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),          // 8: tokenstore.v1.AddMemberResponse
-	(*PromoteMemberRequest)(nil),       // 9: tokenstore.v1.PromoteMemberRequest
-	(*PromoteMemberResponse)(nil),      // 10: tokenstore.v1.PromoteMemberResponse
-	(*RemoveMemberRequest)(nil),        // 11: tokenstore.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),       // 12: tokenstore.v1.RemoveMemberResponse
-	(*TransferLeadershipRequest)(nil),  // 13: tokenstore.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 14: tokenstore.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 15: tokenstore.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),           // 16: tokenstore.v1.SnapshotResponse
-	(*ResponseHeader)(nil),             // 17: tokenstore.v1.ResponseHeader
+	(*StateHashRequest)(nil),           // 1: tokenstore.v1.StateHashRequest
+	(*StateHashResponse)(nil),          // 2: tokenstore.v1.StateHashResponse
+	(*StatusRequest)(nil),              // 3: tokenstore.v1.StatusRequest
+	(*MemberStatus)(nil),               // 4: tokenstore.v1.MemberStatus
+	(*StatusResponse)(nil),             // 5: tokenstore.v1.StatusResponse
+	(*Member)(nil),                     // 6: tokenstore.v1.Member
+	(*ListMembersRequest)(nil),         // 7: tokenstore.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),        // 8: tokenstore.v1.ListMembersResponse
+	(*AddMemberRequest)(nil),           // 9: tokenstore.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),          // 10: tokenstore.v1.AddMemberResponse
+	(*PromoteMemberRequest)(nil),       // 11: tokenstore.v1.PromoteMemberRequest
+	(*PromoteMemberResponse)(nil),      // 12: tokenstore.v1.PromoteMemberResponse
+	(*RemoveMemberRequest)(nil),        // 13: tokenstore.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),       // 14: tokenstore.v1.RemoveMemberResponse
+	(*TransferLeadershipRequest)(nil),  // 15: tokenstore.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 16: tokenstore.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 17: tokenstore.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),           // 18: tokenstore.v1.SnapshotResponse
+	(ReadConsistency)(0),               // 19: tokenstore.v1.ReadConsistency
+	(*ResponseHeader)(nil),             // 20: tokenstore.v1.ResponseHeader
 }
 var file_tokenstore_v1_cluster_proto_depIdxs = []int32{
-	0,  // 0: tokenstore.v1.MemberStatus.role:type_name -> tokenstore.v1.MemberRole
-	17, // 1: tokenstore.v1.StatusResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	2,  // 2: tokenstore.v1.StatusResponse.members:type_name -> tokenstore.v1.MemberStatus
-	17, // 3: tokenstore.v1.ListMembersResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	4,  // 4: tokenstore.v1.ListMembersResponse.members:type_name -> tokenstore.v1.Member
-	17, // 5: tokenstore.v1.AddMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	4,  // 6: tokenstore.v1.AddMemberResponse.member:type_name -> tokenstore.v1.Member
-	4,  // 7: tokenstore.v1.AddMemberResponse.members:type_name -> tokenstore.v1.Member
-	17, // 8: tokenstore.v1.PromoteMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	4,  // 9: tokenstore.v1.PromoteMemberResponse.members:type_name -> tokenstore.v1.Member
-	17, // 10: tokenstore.v1.RemoveMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	4,  // 11: tokenstore.v1.RemoveMemberResponse.members:type_name -> tokenstore.v1.Member
-	17, // 12: tokenstore.v1.TransferLeadershipResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	1,  // 13: tokenstore.v1.ClusterService.Status:input_type -> tokenstore.v1.StatusRequest
-	5,  // 14: tokenstore.v1.ClusterService.ListMembers:input_type -> tokenstore.v1.ListMembersRequest
-	7,  // 15: tokenstore.v1.ClusterService.AddMember:input_type -> tokenstore.v1.AddMemberRequest
-	9,  // 16: tokenstore.v1.ClusterService.PromoteMember:input_type -> tokenstore.v1.PromoteMemberRequest
-	11, // 17: tokenstore.v1.ClusterService.RemoveMember:input_type -> tokenstore.v1.RemoveMemberRequest
-	13, // 18: tokenstore.v1.ClusterService.TransferLeadership:input_type -> tokenstore.v1.TransferLeadershipRequest
-	15, // 19: tokenstore.v1.ClusterService.Snapshot:input_type -> tokenstore.v1.SnapshotRequest
-	3,  // 20: tokenstore.v1.ClusterService.Status:output_type -> tokenstore.v1.StatusResponse
-	6,  // 21: tokenstore.v1.ClusterService.ListMembers:output_type -> tokenstore.v1.ListMembersResponse
-	8,  // 22: tokenstore.v1.ClusterService.AddMember:output_type -> tokenstore.v1.AddMemberResponse
-	10, // 23: tokenstore.v1.ClusterService.PromoteMember:output_type -> tokenstore.v1.PromoteMemberResponse
-	12, // 24: tokenstore.v1.ClusterService.RemoveMember:output_type -> tokenstore.v1.RemoveMemberResponse
-	14, // 25: tokenstore.v1.ClusterService.TransferLeadership:output_type -> tokenstore.v1.TransferLeadershipResponse
-	16, // 26: tokenstore.v1.ClusterService.Snapshot:output_type -> tokenstore.v1.SnapshotResponse
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	19, // 0: tokenstore.v1.StateHashRequest.consistency:type_name -> tokenstore.v1.ReadConsistency
+	20, // 1: tokenstore.v1.StateHashResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	0,  // 2: tokenstore.v1.MemberStatus.role:type_name -> tokenstore.v1.MemberRole
+	20, // 3: tokenstore.v1.StatusResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	4,  // 4: tokenstore.v1.StatusResponse.members:type_name -> tokenstore.v1.MemberStatus
+	20, // 5: tokenstore.v1.ListMembersResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	6,  // 6: tokenstore.v1.ListMembersResponse.members:type_name -> tokenstore.v1.Member
+	20, // 7: tokenstore.v1.AddMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	6,  // 8: tokenstore.v1.AddMemberResponse.member:type_name -> tokenstore.v1.Member
+	6,  // 9: tokenstore.v1.AddMemberResponse.members:type_name -> tokenstore.v1.Member
+	20, // 10: tokenstore.v1.PromoteMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	6,  // 11: tokenstore.v1.PromoteMemberResponse.members:type_name -> tokenstore.v1.Member
+	20, // 12: tokenstore.v1.RemoveMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	6,  // 13: tokenstore.v1.RemoveMemberResponse.members:type_name -> tokenstore.v1.Member
+	20, // 14: tokenstore.v1.TransferLeadershipResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	3,  // 15: tokenstore.v1.ClusterService.Status:input_type -> tokenstore.v1.StatusRequest
+	7,  // 16: tokenstore.v1.ClusterService.ListMembers:input_type -> tokenstore.v1.ListMembersRequest
+	9,  // 17: tokenstore.v1.ClusterService.AddMember:input_type -> tokenstore.v1.AddMemberRequest
+	11, // 18: tokenstore.v1.ClusterService.PromoteMember:input_type -> tokenstore.v1.PromoteMemberRequest
+	13, // 19: tokenstore.v1.ClusterService.RemoveMember:input_type -> tokenstore.v1.RemoveMemberRequest
+	15, // 20: tokenstore.v1.ClusterService.TransferLeadership:input_type -> tokenstore.v1.TransferLeadershipRequest
+	17, // 21: tokenstore.v1.ClusterService.Snapshot:input_type -> tokenstore.v1.SnapshotRequest
+	1,  // 22: tokenstore.v1.ClusterService.StateHash:input_type -> tokenstore.v1.StateHashRequest
+	5,  // 23: tokenstore.v1.ClusterService.Status:output_type -> tokenstore.v1.StatusResponse
+	8,  // 24: tokenstore.v1.ClusterService.ListMembers:output_type -> tokenstore.v1.ListMembersResponse
+	10, // 25: tokenstore.v1.ClusterService.AddMember:output_type -> tokenstore.v1.AddMemberResponse
+	12, // 26: tokenstore.v1.ClusterService.PromoteMember:output_type -> tokenstore.v1.PromoteMemberResponse
+	14, // 27: tokenstore.v1.ClusterService.RemoveMember:output_type -> tokenstore.v1.RemoveMemberResponse
+	16, // 28: tokenstore.v1.ClusterService.TransferLeadership:output_type -> tokenstore.v1.TransferLeadershipResponse
+	18, // 29: tokenstore.v1.ClusterService.Snapshot:output_type -> tokenstore.v1.SnapshotResponse
+	2,  // 30: tokenstore.v1.ClusterService.StateHash:output_type -> tokenstore.v1.StateHashResponse
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_tokenstore_v1_cluster_proto_init() }
@@ -1253,7 +1365,7 @@ func file_tokenstore_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenstore_v1_cluster_proto_rawDesc), len(file_tokenstore_v1_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

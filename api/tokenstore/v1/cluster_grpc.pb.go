@@ -26,6 +26,7 @@ const (
 	ClusterService_RemoveMember_FullMethodName       = "/tokenstore.v1.ClusterService/RemoveMember"
 	ClusterService_TransferLeadership_FullMethodName = "/tokenstore.v1.ClusterService/TransferLeadership"
 	ClusterService_Snapshot_FullMethodName           = "/tokenstore.v1.ClusterService/Snapshot"
+	ClusterService_StateHash_FullMethodName          = "/tokenstore.v1.ClusterService/StateHash"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -51,6 +52,9 @@ type ClusterServiceClient interface {
 	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 	// Snapshot streams a consistent copy of the state database.
 	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotResponse], error)
+	// StateHash hashes the answering member's replicated state at one
+	// revision; members at the same revision must give the same hash.
+	StateHash(ctx context.Context, in *StateHashRequest, opts ...grpc.CallOption) (*StateHashResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -140,6 +144,16 @@ func (c *clusterServiceClient) Snapshot(ctx context.Context, in *SnapshotRequest
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterService_SnapshotClient = grpc.ServerStreamingClient[SnapshotResponse]
 
+func (c *clusterServiceClient) StateHash(ctx context.Context, in *StateHashRequest, opts ...grpc.CallOption) (*StateHashResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StateHashResponse)
+	err := c.cc.Invoke(ctx, ClusterService_StateHash_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -163,6 +177,9 @@ type ClusterServiceServer interface {
 	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	// Snapshot streams a consistent copy of the state database.
 	Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotResponse]) error
+	// StateHash hashes the answering member's replicated state at one
+	// revision; members at the same revision must give the same hash.
+	StateHash(context.Context, *StateHashRequest) (*StateHashResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -193,6 +210,9 @@ func (UnimplementedClusterServiceServer) TransferLeadership(context.Context, *Tr
 }
 func (UnimplementedClusterServiceServer) Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method Snapshot not implemented")
+}
+func (UnimplementedClusterServiceServer) StateHash(context.Context, *StateHashRequest) (*StateHashResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method StateHash not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -334,6 +354,24 @@ func _ClusterService_Snapshot_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterService_SnapshotServer = grpc.ServerStreamingServer[SnapshotResponse]
 
+func _ClusterService_StateHash_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StateHashRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).StateHash(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_StateHash_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).StateHash(ctx, req.(*StateHashRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -364,6 +402,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferLeadership",
 			Handler:    _ClusterService_TransferLeadership_Handler,
+		},
+		{
+			MethodName: "StateHash",
+			Handler:    _ClusterService_StateHash_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
