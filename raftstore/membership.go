@@ -228,9 +228,8 @@ func (n *Node) HandleJoin(ctx context.Context, req *raftstorev1.JoinRequest) (*r
 		if err == nil && st.ID == m.GetId() {
 			return nil, fmt.Errorf("member %q (%016x) is alive at %s; refusing to replace it", req.GetName(), m.GetId(), m.GetPeerAddress())
 		}
-		if m.GetPeerAddress() == req.GetPeerAddress() {
-			// Added beforehand (tokenctl member add), or a join whose answer
-			// was lost: hand out the same id again.
+		if req.GetPreadded() && m.GetPeerAddress() == req.GetPeerAddress() {
+			// Added beforehand (tokenctl member add): hand out its id.
 			newcomer = m.Member
 			break
 		}

@@ -83,7 +83,7 @@ func (s *Server) makePlan(ctx context.Context, disc *discovery.Discovery) (plan,
 
 // joinCluster asks the members at addrs, in turn, to add this member.
 func (s *Server) joinCluster(ctx context.Context, addrs []string, clusterID uint64) (plan, error) {
-	req := &raftstorev1.JoinRequest{ClusterId: clusterID, Name: s.cfg.Name, PeerAddress: s.cfg.AdvertisePeer}
+	req := &raftstorev1.JoinRequest{ClusterId: clusterID, Name: s.cfg.Name, PeerAddress: s.cfg.AdvertisePeer, Preadded: clusterID == 0}
 	var errs []error
 	for _, a := range addrs {
 		jctx, cancel := context.WithTimeout(ctx, 15*time.Second)

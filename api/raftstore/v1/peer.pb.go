@@ -26,9 +26,14 @@ type JoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// cluster_id the caller expects (it learned it from gossip); 0 when it
 	// was pointed at the cluster by --initial-cluster and does not know it.
-	ClusterId     uint64 `protobuf:"fixed64,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	PeerAddress   string `protobuf:"bytes,3,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	ClusterId   uint64 `protobuf:"fixed64,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Name        string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	PeerAddress string `protobuf:"bytes,3,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	// preadded says an operator added this member beforehand (tokenctl member
+	// add) and it starts with --initial-cluster-state existing: it takes the
+	// id that was assigned. Otherwise an existing member of that name that no
+	// longer answers is replaced under a new id (its data was lost).
+	Preadded      bool `protobuf:"varint,4,opt,name=preadded,proto3" json:"preadded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -82,6 +87,13 @@ func (x *JoinRequest) GetPeerAddress() string {
 		return x.PeerAddress
 	}
 	return ""
+}
+
+func (x *JoinRequest) GetPreadded() bool {
+	if x != nil {
+		return x.Preadded
+	}
+	return false
 }
 
 // JoinResponse tells the new member who it is and who the others are.
@@ -789,12 +801,13 @@ var File_raftstore_v1_peer_proto protoreflect.FileDescriptor
 
 const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x17raftstore/v1/peer.proto\x12\fraftstore.v1\x1a\x18raftstore/v1/state.proto\"c\n" +
+	"\x17raftstore/v1/peer.proto\x12\fraftstore.v1\x1a\x18raftstore/v1/state.proto\"\x7f\n" +
 	"\vJoinRequest\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x06R\tclusterId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12!\n" +
-	"\fpeer_address\x18\x03 \x01(\tR\vpeerAddress\"z\n" +
+	"\fpeer_address\x18\x03 \x01(\tR\vpeerAddress\x12\x1a\n" +
+	"\bpreadded\x18\x04 \x01(\bR\bpreadded\"z\n" +
 	"\fJoinResponse\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\x06R\bmemberId\x12.\n" +
 	"\amembers\x18\x02 \x03(\v2\x14.raftstore.v1.MemberR\amembers\x12\x1d\n" +
