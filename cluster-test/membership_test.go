@@ -27,23 +27,22 @@ func gossipCluster(t *testing.T, n, expect int) (*harness.Cluster, []string) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Log(c.LogTails(30))
+			t.Log(c.LogTails(60))
 		}
 		c.Stop()
 	})
+	for i := 0; i < n; i++ {
+		if _, err := c.NewMember(fmt.Sprintf("n%d", i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Gossip ports are taken after the members' ports, distinct from them:
+	// a released port may be handed out again before its process binds it.
 	var seeds []string
 	for i := 0; i < n; i++ {
-		g, err := harness.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		seeds = append(seeds, g)
+		seeds = append(seeds, freeGossipPort(t, c))
 	}
-	for i := 0; i < n; i++ {
-		m, err := c.NewMember(fmt.Sprintf("n%d", i+1))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i, m := range c.Members {
 		m.Flags = []string{"--listen-gossip", seeds[i], "--join", strings.Join(seeds, ",")}
 		if expect > 0 {
 			m.Flags = append(m.Flags, "--bootstrap-expect", fmt.Sprint(expect))
@@ -55,16 +54,38 @@ func gossipCluster(t *testing.T, n, expect int) (*harness.Cluster, []string) {
 // joiner adds a member that joins through gossip seeds.
 func joiner(t *testing.T, c *harness.Cluster, name string, seeds []string) *harness.Member {
 	t.Helper()
-	g, err := harness.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
 	m, err := c.NewMember(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Flags = []string{"--listen-gossip", g, "--join", strings.Join(seeds, ",")}
+	m.Flags = []string{"--listen-gossip", freeGossipPort(t, c, seeds...), "--join", strings.Join(seeds, ",")}
 	return m
+}
+
+// freeGossipPort returns a free port used by no member of c nor in taken.
+func freeGossipPort(t *testing.T, c *harness.Cluster, taken ...string) string {
+	t.Helper()
+	used := map[string]bool{}
+	for _, a := range taken {
+		used[a] = true
+	}
+	for _, m := range c.Members {
+		used[m.ClientAddr], used[m.PeerAddr], used[m.HTTPAddr], used[m.AdvertisePeer] = true, true, true, true
+		for i, f := range m.Flags {
+			if f == "--listen-gossip" && i+1 < len(m.Flags) {
+				used[m.Flags[i+1]] = true
+			}
+		}
+	}
+	for {
+		g, err := harness.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !used[g] {
+			return g
+		}
+	}
 }
 
 // waitVoters polls ListMembers at m until the membership is exactly want

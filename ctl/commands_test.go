@@ -89,7 +89,7 @@ func TestVerifyCommand(t *testing.T) {
 		Consistency: tokenstorev1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE,
 	})
 	m := decodeObject(t, res.stdout)
-	assertKeys(t, m, "authenticated", "user", "tokenId", "revision", "member")
+	assertKeys(t, m, "authenticated", "user", "audiences", "tokenId", "revision", "member")
 	if m["authenticated"] != true || m["tokenId"] != "tok-1" || object(t, m["user"])["username"] != "alice" {
 		t.Errorf("verify JSON = %v", m)
 	}

@@ -175,6 +175,27 @@ func (s tokenDouble) RevokeToken(ctx context.Context, req *tokenstorev1.RevokeTo
 	return &tokenstorev1.RevokeTokenResponse{Header: s.m.header(13), Token: tok}, nil
 }
 
+// ImportTokens stores nothing: it answers every token imported, except
+// ids starting with "dup-", which it reports as skipped when asked to skip
+// existing ids and refuses otherwise.
+func (s tokenDouble) ImportTokens(ctx context.Context, req *tokenstorev1.ImportTokensRequest) (*tokenstorev1.ImportTokensResponse, error) {
+	if err := s.m.answer(ctx, "ImportTokens", req); err != nil {
+		return nil, err
+	}
+	resp := &tokenstorev1.ImportTokensResponse{Header: s.m.header(16)}
+	for _, tok := range req.GetTokens() {
+		if strings.HasPrefix(tok.GetId(), "dup-") {
+			if !req.GetSkipExisting() {
+				return nil, status.Errorf(codes.AlreadyExists, "refused: token %q: already exists", tok.GetId())
+			}
+			resp.SkippedIds = append(resp.SkippedIds, tok.GetId())
+			continue
+		}
+		resp.Imported = append(resp.Imported, &tokenstorev1.Token{Id: tok.GetId(), User: tok.GetUser()})
+	}
+	return resp, nil
+}
+
 type authDouble struct {
 	tokenstorev1.UnimplementedAuthServiceServer
 	m *memberDouble

@@ -85,11 +85,13 @@ func fullToken() *tokenstorev1.Token {
 		LastUsedAt:     at("2030-01-10T00:00:00Z"),
 		CreateRevision: 7,
 		UpdateRevision: 9,
+		Audiences:      []string{"https://kubernetes.default.svc"},
+		HashFormat:     tokenstorev1.HashFormat_HASH_FORMAT_RANCHER_SCRYPT,
 	}
 }
 
 var tokenKeys = []string{"id", "user", "createdAt", "expiresAt", "disabled", "revoked", "revokedAt",
-	"description", "labels", "lastUsedAt", "createRevision", "updateRevision"}
+	"description", "labels", "lastUsedAt", "createRevision", "updateRevision", "audiences", "hashFormat"}
 
 func TestTokenJSON(t *testing.T) {
 	m := toObject(t, tokenView(fullToken()))
@@ -105,6 +107,7 @@ func TestTokenJSON(t *testing.T) {
 		"disabled":       true,
 		"createRevision": float64(7),
 		"updateRevision": float64(9),
+		"hashFormat":     "rancher_scrypt",
 	} {
 		if m[key] != want {
 			t.Errorf("%s = %#v, want %#v", key, m[key], want)
@@ -120,7 +123,10 @@ func TestTokenJSON(t *testing.T) {
 // collections stay present (never null), so jq filters need no null checks.
 func TestTokenJSONSparse(t *testing.T) {
 	m := toObject(t, tokenView(&tokenstorev1.Token{Id: "tok-1"}))
-	assertKeys(t, m, "id", "user", "disabled", "revoked", "description", "labels", "createRevision", "updateRevision")
+	assertKeys(t, m, "id", "user", "disabled", "revoked", "description", "labels", "createRevision", "updateRevision", "audiences")
+	if auds, ok := m["audiences"].([]any); !ok || len(auds) != 0 {
+		t.Errorf("audiences = %#v, want []", m["audiences"])
+	}
 	user := object(t, m["user"])
 	if _, ok := user["groups"].([]any); !ok {
 		t.Errorf("user.groups = %#v, want []", user["groups"])
@@ -175,7 +181,7 @@ func TestVerifyJSON(t *testing.T) {
 		Header: h, Authenticated: true, TokenId: "tok-abc",
 		User: &tokenstorev1.UserInfo{Username: "alice"},
 	}))
-	assertKeys(t, accepted, "authenticated", "user", "tokenId", "revision", "member")
+	assertKeys(t, accepted, "authenticated", "user", "audiences", "tokenId", "revision", "member")
 	assertKeys(t, object(t, accepted["user"]), "username", "uid", "groups", "extra")
 
 	for reason, want := range map[tokenstorev1.DenyReason]string{
@@ -192,9 +198,17 @@ func TestVerifyJSON(t *testing.T) {
 		}
 	}
 
-	// A malformed token has no id part; tokenId is then left out.
-	malformed := toObject(t, verifyView(&tokenstorev1.AuthenticateResponse{Header: h, Reason: tokenstorev1.DenyReason_DENY_REASON_MALFORMED}))
-	assertKeys(t, malformed, "authenticated", "reason", "revision", "member")
+	// A malformed token has no id part; tokenId is then left out. The
+	// member's message is passed on.
+	malformed := toObject(t, verifyView(&tokenstorev1.AuthenticateResponse{Header: h, Reason: tokenstorev1.DenyReason_DENY_REASON_MALFORMED, Message: "malformed token: empty"}))
+	assertKeys(t, malformed, "authenticated", "reason", "message", "revision", "member")
+	if malformed["message"] != "malformed token: empty" {
+		t.Errorf("message = %v", malformed["message"])
+	}
+	mismatch := toObject(t, verifyView(&tokenstorev1.AuthenticateResponse{Header: h, Reason: tokenstorev1.DenyReason_DENY_REASON_AUDIENCE_MISMATCH}))
+	if mismatch["reason"] != "audience_mismatch" {
+		t.Errorf("audience mismatch rendered as %v", mismatch["reason"])
+	}
 }
 
 func TestStatusJSON(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +36,7 @@ func (a *app) newTokenCommand() *cobra.Command {
 		a.newTokenListCommand(),
 		a.newTokenUpdateCommand(),
 		a.newTokenRevokeCommand(),
+		a.newTokenImportCommand(),
 	)
 	return cmd
 }
@@ -48,6 +50,7 @@ type createFlags struct {
 	labels      []string
 	ttl         time.Duration
 	description string
+	audiences   []string
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet) {
@@ -59,6 +62,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.ttl, "ttl", 0, "make the token expire this long after creation, e.g. 24h (default: never)")
 	fs.StringVar(&f.description, "description", "", "free text shown by get and list")
 	fs.StringArrayVar(&f.labels, "label", nil, "label key=value (repeat for more)")
+	fs.StringArrayVar(&f.audiences, "audience", nil, "bind the token to this audience (repeat for more; default: none, valid for any)")
 }
 
 // request checks the flags and builds the request; every problem is a
@@ -74,6 +78,15 @@ func (f *createFlags) request(fs *pflag.FlagSet) (*tokenstorev1.CreateTokenReque
 			Groups:   f.groups,
 		},
 		Description: f.description,
+	}
+	for i, aud := range f.audiences {
+		if strings.TrimSpace(aud) == "" {
+			return nil, usageErrorf("--audience: must not be empty")
+		}
+		if slices.Contains(f.audiences[:i], aud) {
+			return nil, usageErrorf("--audience: %q given twice", aud)
+		}
+		req.Audiences = append(req.Audiences, aud)
 	}
 	if fs.Changed("ttl") {
 		if f.ttl <= 0 {
@@ -155,13 +168,17 @@ once, in this command's output, and can never be shown again: store it now.`,
 }
 
 func (a *app) newTokenVerifyCommand() *cobra.Command {
-	return &cobra.Command{
+	var audiences []string
+	cmd := &cobra.Command{
 		Use:   "verify TOKEN",
 		Short: "Check a bearer token as the cluster would (TOKEN '-' reads it from stdin)",
 		Long: `Ask a member whether a bearer token authenticates, and as whom.
 
 Give TOKEN as '-' to read it from the first line of standard input, which keeps
 the secret out of the shell history and the process list.
+
+--audience asks, as a Kubernetes TokenReview's spec.audiences does, whether
+the token is valid for any of these audiences.
 
 The command exits 0 whenever a member answered, whether or not the token was
 accepted; read "authenticated" (and "reason") from the output.`,
@@ -182,7 +199,12 @@ accepted; read "authenticated" (and "reason") from the output.`,
 			}
 			ctx, cancel := o.commandContext(cmd.Context())
 			defer cancel()
-			req := &tokenstorev1.AuthenticateRequest{Token: token, Consistency: o.consistency}
+			for _, aud := range audiences {
+				if strings.TrimSpace(aud) == "" {
+					return usageErrorf("--audience: must not be empty")
+				}
+			}
+			req := &tokenstorev1.AuthenticateRequest{Token: token, Consistency: o.consistency, Audiences: audiences}
 			var resp *tokenstorev1.AuthenticateResponse
 			err = o.connector(a.stderr).call(ctx, readRPC, func(ctx context.Context, cc grpc.ClientConnInterface) error {
 				r, err := tokenstorev1.NewAuthServiceClient(cc).Authenticate(ctx, req)
@@ -196,6 +218,8 @@ accepted; read "authenticated" (and "reason") from the output.`,
 			return a.print(o, "verify token", verifyView(resp), func() string { return verifyTable(resp) })
 		},
 	}
+	cmd.Flags().StringArrayVar(&audiences, "audience", nil, "audience the token must be valid for (repeat for more)")
+	return cmd
 }
 
 // readTokenLine reads the first line of r, without its line ending and

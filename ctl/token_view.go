@@ -38,6 +38,8 @@ type tokenJSON struct {
 	LastUsedAt     string            `json:"lastUsedAt,omitempty"`
 	CreateRevision uint64            `json:"createRevision"`
 	UpdateRevision uint64            `json:"updateRevision"`
+	Audiences      []string          `json:"audiences"`
+	HashFormat     string            `json:"hashFormat,omitempty"`
 }
 
 // tokenResultJSON is the answer to get, update and revoke.
@@ -71,10 +73,13 @@ type createdJSON struct {
 type verifyJSON struct {
 	Authenticated bool      `json:"authenticated"`
 	Reason        string    `json:"reason,omitempty"`
+	Message       string    `json:"message,omitempty"`
 	User          *userJSON `json:"user,omitempty"`
-	TokenID       string    `json:"tokenId,omitempty"`
-	Revision      uint64    `json:"revision"`
-	Member        string    `json:"member"`
+	// Audiences is present when authenticated: those the answer is for.
+	Audiences *[]string `json:"audiences,omitempty"`
+	TokenID   string    `json:"tokenId,omitempty"`
+	Revision  uint64    `json:"revision"`
+	Member    string    `json:"member"`
 }
 
 func userView(u *tokenstorev1.UserInfo) userJSON {
@@ -106,7 +111,18 @@ func tokenView(t *tokenstorev1.Token) tokenJSON {
 		LastUsedAt:     jsonTime(t.GetLastUsedAt()),
 		CreateRevision: t.GetCreateRevision(),
 		UpdateRevision: t.GetUpdateRevision(),
+		Audiences:      append([]string{}, t.GetAudiences()...),
+		HashFormat:     hashFormat(t.GetHashFormat()),
 	}
+}
+
+// hashFormat is the short name of a hash format ("native",
+// "rancher_scrypt", ...), or "" when the member did not say.
+func hashFormat(f tokenstorev1.HashFormat) string {
+	if f == tokenstorev1.HashFormat_HASH_FORMAT_UNSPECIFIED {
+		return ""
+	}
+	return enumName(f.String(), "HASH_FORMAT_")
 }
 
 func tokenResultView(t *tokenstorev1.Token, h *tokenstorev1.ResponseHeader) tokenResultJSON {
@@ -141,14 +157,17 @@ func verifyView(resp *tokenstorev1.AuthenticateResponse) verifyJSON {
 	if resp.GetAuthenticated() {
 		u := userView(resp.GetUser())
 		v.User = &u
+		auds := append([]string{}, resp.GetAudiences()...)
+		v.Audiences = &auds
 	} else {
 		v.Reason = denyReason(resp.GetReason())
+		v.Message = resp.GetMessage()
 	}
 	return v
 }
 
 // denyReason is the short name of a refusal: malformed, unknown, expired,
-// disabled or revoked.
+// disabled, revoked or audience_mismatch.
 func denyReason(r tokenstorev1.DenyReason) string {
 	return enumName(r.String(), "DENY_REASON_")
 }
@@ -212,6 +231,10 @@ func tokenTable(title string, t *tokenstorev1.Token, h *tokenstorev1.ResponseHea
 		{"State", tokenState(t, now)},
 		{"Created", tableTime(t.GetCreatedAt(), "")},
 		{"Expires", tableTime(t.GetExpiresAt(), "never")},
+		{"Audiences", orAny(t.GetAudiences())},
+	}
+	if f := hashFormat(t.GetHashFormat()); f != "" {
+		pairs = append(pairs, [2]string{"Hash", strings.ReplaceAll(f, "_", " ")})
 	}
 	if t.GetRevoked() {
 		pairs = append(pairs, [2]string{"Revoked", tableTime(t.GetRevokedAt(), "")})
@@ -252,15 +275,28 @@ func verifyTable(resp *tokenstorev1.AuthenticateResponse) string {
 			{"UID", u.GetUid()},
 			{"Groups", strings.Join(u.GetGroups(), ", ")},
 			{"Extra", extraString(u.GetExtra())},
+			{"Audiences", orAny(resp.GetAudiences())},
 		}
 	} else {
 		pairs = [][2]string{
 			{"Authenticated", "no"},
 			{"Reason", denyReason(resp.GetReason())},
 		}
+		if m := resp.GetMessage(); m != "" {
+			pairs = append(pairs, [2]string{"Message", m})
+		}
 	}
 	pairs = append(pairs, [2]string{"Token ID", resp.GetTokenId()})
 	return fields(pairs) + answeredBy(resp.GetHeader())
+}
+
+// orAny renders audiences, "any" for none: a token bound to no audience is
+// valid for every one.
+func orAny(auds []string) string {
+	if len(auds) == 0 {
+		return "any"
+	}
+	return strings.Join(auds, ", ")
 }
 
 // extraString renders UserInfo.extra as "k=v1,v2; k2=v" in key order.

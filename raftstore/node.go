@@ -171,10 +171,6 @@ func Open(c Config) (*Node, error) {
 		Logger:                    raftLogger{n.log.With("component", "raft")},
 	}
 
-	if err := n.trans.Start(n); err != nil {
-		n.closeStores()
-		return nil, fmt.Errorf("start transport: %w", err)
-	}
 	if fresh && len(cfg.JoinMembers) > 0 {
 		// Joining an existing cluster: start empty; the leader sends a
 		// snapshot and the log.
@@ -224,6 +220,14 @@ func Open(c Config) (*Node, error) {
 		n.raft = raft.RestartNode(rc)
 	}
 
+	// The transport starts only now: an incoming message is handed to raft,
+	// which must exist.
+	if err := n.trans.Start(n); err != nil {
+		n.raft.Stop()
+		n.trans.Stop()
+		n.closeStores()
+		return nil, fmt.Errorf("start transport: %w", err)
+	}
 	n.publishConfState()
 	n.wg.Add(3)
 	go n.run()

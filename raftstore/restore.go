@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -57,7 +58,7 @@ func Restore(snapshotPath, dir, name, peerAddr string) (RestoreResult, error) {
 			return err
 		}
 		res.Revision, term = as.GetIndex(), as.GetTerm()
-		if err := tx.DeleteBucket(stateMembersBucket); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		if err := tx.DeleteBucket(stateMembersBucket); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 			return err
 		}
 		if _, err := tx.CreateBucket(stateMembersBucket); err != nil {

@@ -30,5 +30,8 @@ func (s *Server) httpHandler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	for route, h := range s.webhookHandlers() { // auth_service.go
+		mux.Handle(route, h)
+	}
 	return mux
 }

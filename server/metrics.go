@@ -17,6 +17,7 @@ type metrics struct {
 	authByRes   []prometheus.Counter // indexed by DenyReason; 0 = authenticated
 	unavailable prometheus.Counter
 	proposals   *prometheus.CounterVec
+	authx       *authMetrics // auth_service.go
 
 	lastUsedPerEntry prometheus.Histogram
 }
@@ -71,6 +72,7 @@ func newMetrics(s *Server) *metrics {
 		Buckets: prometheus.ExponentialBuckets(1, 4, 9),
 	})
 	m.reg.MustRegister(m.lastUsedPerEntry)
+	m.authx = newAuthMetrics(m.reg, s.log, s.state)
 	return m
 }
 

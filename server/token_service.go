@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -15,6 +16,7 @@ import (
 
 	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
+	"github.com/tokenstore/tokenstore/server/rancher"
 	"github.com/tokenstore/tokenstore/server/state"
 	"github.com/tokenstore/tokenstore/server/token"
 )
@@ -26,8 +28,13 @@ const (
 	maxExtraKeys      = 64
 	maxDescriptionLen = 1024
 	maxLabels         = 64
+	maxAudiences      = 32
+	maxAudienceLen    = 512
 	defaultPageSize   = 100
 	maxPageSize       = 1000
+	// maxImportBatch bounds the tokens of one ImportTokens request (one
+	// raft entry); tokenctl sends smaller batches.
+	maxImportBatch = 1000
 )
 
 // tokenService implements tokenstorev1.TokenServiceServer.
@@ -86,15 +93,52 @@ func validateUser(u *tokenstorev1.UserInfo) error {
 	return nil
 }
 
+// validateAudiences checks the audiences a token is bound to.
+func validateAudiences(auds []string) error {
+	if len(auds) > maxAudiences {
+		return invalid("at most %d audiences", maxAudiences)
+	}
+	for i, a := range auds {
+		if a == "" || len(a) > maxAudienceLen {
+			return invalid("audience %q: must be 1 to %d bytes", a, maxAudienceLen)
+		}
+		for _, b := range auds[:i] {
+			if a == b {
+				return invalid("audience %q given twice", a)
+			}
+		}
+	}
+	return nil
+}
+
+func validateMeta(description string, labels map[string]string, audiences []string) error {
+	if len(description) > maxDescriptionLen {
+		return invalid("description must be at most %d bytes", maxDescriptionLen)
+	}
+	if len(labels) > maxLabels {
+		return invalid("at most %d labels", maxLabels)
+	}
+	return validateAudiences(audiences)
+}
+
+// storedUser converts an API user to the stored form.
+func storedUser(u *tokenstorev1.UserInfo) *raftstorev1.User {
+	user := &raftstorev1.User{Username: u.GetUsername(), Uid: u.GetUid(), Groups: u.GetGroups()}
+	if len(u.GetExtra()) > 0 {
+		user.Extra = map[string]*raftstorev1.ExtraValues{}
+		for k, v := range u.GetExtra() {
+			user.Extra[k] = &raftstorev1.ExtraValues{Values: v.GetValues()}
+		}
+	}
+	return user
+}
+
 func (t *tokenService) CreateToken(ctx context.Context, req *tokenstorev1.CreateTokenRequest) (*tokenstorev1.CreateTokenResponse, error) {
 	if err := validateUser(req.GetUser()); err != nil {
 		return nil, err
 	}
-	if len(req.GetDescription()) > maxDescriptionLen {
-		return nil, invalid("description must be at most %d bytes", maxDescriptionLen)
-	}
-	if len(req.GetLabels()) > maxLabels {
-		return nil, invalid("at most %d labels", maxLabels)
+	if err := validateMeta(req.GetDescription(), req.GetLabels(), req.GetAudiences()); err != nil {
+		return nil, err
 	}
 	var ttl time.Duration
 	if req.GetTtl() != nil {
@@ -105,14 +149,7 @@ func (t *tokenService) CreateToken(ctx context.Context, req *tokenstorev1.Create
 			return nil, invalid("ttl must be positive")
 		}
 	}
-	u := req.GetUser()
-	user := &raftstorev1.User{Username: u.GetUsername(), Uid: u.GetUid(), Groups: u.GetGroups()}
-	if len(u.GetExtra()) > 0 {
-		user.Extra = map[string]*raftstorev1.ExtraValues{}
-		for k, v := range u.GetExtra() {
-			user.Extra[k] = &raftstorev1.ExtraValues{Values: v.GetValues()}
-		}
-	}
+	user := storedUser(req.GetUser())
 	// An id collision (80 random bits) is refused by apply; try a new one.
 	for attempt := 0; ; attempt++ {
 		id, err := token.NewID()
@@ -132,18 +169,30 @@ func (t *tokenService) CreateToken(ctx context.Context, req *tokenstorev1.Create
 		rec := &raftstorev1.TokenRecord{
 			Format: 1, Id: id, Salt: salt, SecretHash: hash[:], User: user,
 			CreatedUnixNano: now.UnixNano(), Description: req.GetDescription(), Labels: req.GetLabels(),
+			Audiences: req.GetAudiences(),
 		}
 		if ttl > 0 {
 			rec.ExpiresUnixNano = now.Add(ttl).UnixNano()
 		}
-		out, idx, err := t.s.propose(ctx, "create token", &raftstorev1.Command{Op: &raftstorev1.Command_CreateToken{CreateToken: &raftstorev1.CreateToken{Record: rec}}})
+		// A token bound to audiences travels as a one-record import: a
+		// member without audience support stops on it rather than store a
+		// token it would accept for any audience.
+		cmd := &raftstorev1.Command{Op: &raftstorev1.Command_CreateToken{CreateToken: &raftstorev1.CreateToken{Record: rec}}}
+		if len(rec.GetAudiences()) > 0 {
+			cmd = &raftstorev1.Command{Op: &raftstorev1.Command_ImportTokens{ImportTokens: &raftstorev1.ImportTokens{Records: []*raftstorev1.TokenRecord{rec}}}}
+		}
+		out, idx, err := t.s.propose(ctx, "create token", cmd)
 		if errors.Is(out.Err, state.ErrExists) && attempt < 3 {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		return &tokenstorev1.CreateTokenResponse{Header: t.s.header(idx), Token: apiToken(out.Record), BearerToken: token.Bearer(id, secret)}, nil
+		created := out.Record
+		if created == nil && len(out.Imported) == 1 {
+			created = out.Imported[0]
+		}
+		return &tokenstorev1.CreateTokenResponse{Header: t.s.header(idx), Token: apiToken(created), BearerToken: token.Bearer(id, secret)}, nil
 	}
 }
 
@@ -256,6 +305,82 @@ func (t *tokenService) RevokeToken(ctx context.Context, req *tokenstorev1.Revoke
 	return &tokenstorev1.RevokeTokenResponse{Header: t.s.header(idx), Token: apiToken(out.Record)}, nil
 }
 
+// ImportTokens stores one batch of tokens made elsewhere as one entry. Every
+// token is checked first (id form, user, hash format, limits) and the
+// problems are reported together.
+func (t *tokenService) ImportTokens(ctx context.Context, req *tokenstorev1.ImportTokensRequest) (*tokenstorev1.ImportTokensResponse, error) {
+	toks := req.GetTokens()
+	if len(toks) == 0 {
+		return nil, invalid("no tokens to import")
+	}
+	if len(toks) > maxImportBatch {
+		return nil, invalid("%d tokens in one request: at most %d (send several batches)", len(toks), maxImportBatch)
+	}
+	now := time.Now().UnixNano()
+	recs := make([]*raftstorev1.TokenRecord, 0, len(toks))
+	seen := make(map[string]bool, len(toks))
+	var problems []string
+	for _, tok := range toks {
+		rec, err := importedRecord(tok, now)
+		if err == nil && seen[tok.GetId()] {
+			err = invalid("given twice")
+		}
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("token %q: %s", tok.GetId(), status.Convert(err).Message()))
+			if len(problems) == 10 {
+				problems = append(problems, "(further problems not listed)")
+				break
+			}
+			continue
+		}
+		seen[tok.GetId()] = true
+		recs = append(recs, rec)
+	}
+	if len(problems) > 0 {
+		return nil, invalid("import refused: %s", strings.Join(problems, "; "))
+	}
+	cmd := &raftstorev1.Command{Op: &raftstorev1.Command_ImportTokens{ImportTokens: &raftstorev1.ImportTokens{Records: recs, SkipExisting: req.GetSkipExisting()}}}
+	out, idx, err := t.s.propose(ctx, fmt.Sprintf("import %d tokens", len(recs)), cmd)
+	if err != nil {
+		return nil, err
+	}
+	resp := &tokenstorev1.ImportTokensResponse{Header: t.s.header(idx), SkippedIds: out.Skipped}
+	for _, r := range out.Imported {
+		resp.Imported = append(resp.Imported, apiToken(r))
+	}
+	return resp, nil
+}
+
+// importedRecord checks one token to import and makes its record.
+func importedRecord(tok *tokenstorev1.ImportedToken, now int64) (*raftstorev1.TokenRecord, error) {
+	if !token.ValidID(tok.GetId()) {
+		return nil, invalid("id must be 1 to 253 lowercase letters, digits, '-' or '.'")
+	}
+	if err := validateUser(tok.GetUser()); err != nil {
+		return nil, err
+	}
+	if err := validateMeta(tok.GetDescription(), tok.GetLabels(), tok.GetAudiences()); err != nil {
+		return nil, err
+	}
+	if _, err := rancher.ParseHash(tok.GetRancherHash()); err != nil {
+		return nil, invalid("rancher_hash: %v", err)
+	}
+	rec := &raftstorev1.TokenRecord{
+		Format: 1, Id: tok.GetId(), RancherHash: tok.GetRancherHash(), User: storedUser(tok.GetUser()),
+		CreatedUnixNano: now, Disabled: tok.GetDisabled(), Description: tok.GetDescription(),
+		Labels: tok.GetLabels(), Audiences: tok.GetAudiences(),
+	}
+	if e := tok.GetExpiresAt(); e != nil {
+		if err := e.CheckValid(); err != nil {
+			return nil, invalid("expires_at: %v", err)
+		}
+		if rec.ExpiresUnixNano = e.AsTime().UnixNano(); rec.ExpiresUnixNano == 0 {
+			rec.ExpiresUnixNano = 1 // the epoch itself: expired, not "never"
+		}
+	}
+	return rec, nil
+}
+
 func ts(unixNano int64) *timestamppb.Timestamp {
 	if unixNano == 0 {
 		return nil
@@ -275,5 +400,6 @@ func apiToken(r *raftstorev1.TokenRecord) *tokenstorev1.Token {
 		Disabled: r.GetDisabled(), Revoked: r.GetRevoked(), RevokedAt: ts(r.GetRevokedUnixNano()),
 		Description: r.GetDescription(), Labels: r.GetLabels(), LastUsedAt: ts(r.GetLastUsedUnixNano()),
 		CreateRevision: r.GetCreateRevision(), UpdateRevision: r.GetUpdateRevision(),
+		Audiences: r.GetAudiences(), HashFormat: state.HashFormat(r),
 	}
 }

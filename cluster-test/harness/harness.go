@@ -1,22 +1,29 @@
 // Package harness starts real tokenstore processes on loopback for tests and
-// benchmarks: build the binaries once, start a cluster, SIGKILL and restart
-// members, and talk to them over real gRPC. It never targets anything but
+// benchmarks: build the binaries once, start a cluster, SIGKILL, SIGSTOP and
+// restart members, and talk to them over real gRPC. With Options.Proxies
+// every peer link runs through a TCP proxy the test controls (Network:
+// delay, one-way cut, black hole, refuse). It never targets anything but
 // 127.0.0.1.
 //
-// A Cluster is used from one goroutine (the test's); its gRPC clients are
-// safe for concurrent use.
+// A Cluster is changed (Start, Kill, Pause, AddMember ...) from one
+// goroutine at a time; its gRPC clients, Network and the read-only
+// accessors (Running, Paused, Pid) are safe for concurrent use.
 package harness
 
 import (
 	"bufio"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -60,11 +67,23 @@ type Member struct {
 	Name       string
 	DataDir    string
 	ClientAddr string
-	PeerAddr   string
-	HTTPAddr   string
-	LogPath    string
-	cmd        *exec.Cmd
-	exited     chan struct{}
+	// PeerAddr is the address the member listens on for peers.
+	PeerAddr string
+	// AdvertisePeer is the address other members dial: PeerAddr, or the
+	// member's proxy in a cluster with proxies.
+	AdvertisePeer string
+	HTTPAddr      string
+	LogPath       string
+	// Flags are extra flags for this member only (after Cluster.Extra).
+	Flags  []string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	pid    atomic.Int64
+	paused atomic.Bool
+	// expectExit is set while the harness itself stops the process.
+	expectExit atomic.Bool
+	exitsMu    sync.Mutex
+	crashes    []string
 	conn       *grpc.ClientConn
 	Auth       tokenstorev1.AuthServiceClient
 	Tokens     tokenstorev1.TokenServiceClient
@@ -77,16 +96,29 @@ type Cluster struct {
 	Dir     string
 	Members []*Member
 	Extra   []string // extra flags for every member
+	// Net carries every peer link when the cluster was made with
+	// Options.Proxies; nil otherwise.
+	Net *Network
+
+	mu   sync.Mutex
+	pids map[int]string // running process id -> member name
 }
 
 // Options configure a cluster.
 type Options struct {
 	Size  int
 	Extra []string
+	// Proxies puts a proxy in front of every member's peer listener and
+	// makes it the address in --initial-cluster, so all peer traffic goes
+	// through Cluster.Net.
+	Proxies bool
 }
 
 // freePorts reserves n distinct loopback ports. They are released before
 // the processes bind them; a collision surfaces as a clear listen error.
+// Ports come from below the kernel's ephemeral range when it can be read,
+// so that no outgoing connection takes a member's port while the member is
+// down between a kill and its restart.
 func freePorts(n int) ([]string, error) {
 	var ls []net.Listener
 	defer func() {
@@ -94,10 +126,18 @@ func freePorts(n int) ([]string, error) {
 			l.Close()
 		}
 	}()
+	low := ephemeralLow()
 	var out []string
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(out) < n; tries++ {
+		addr := "127.0.0.1:0"
+		if low > 12000 && tries < 100*n {
+			addr = fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(low-10000))
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
+			if addr != "127.0.0.1:0" {
+				continue
+			}
 			return nil, err
 		}
 		ls = append(ls, l)
@@ -106,26 +146,84 @@ func freePorts(n int) ([]string, error) {
 	return out, nil
 }
 
+// ephemeralLow is the first port of the kernel's ephemeral range, or 0.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return low
+}
+
 // New prepares (but does not start) a cluster of opts.Size members whose
 // data lives under dir.
 func New(bin, dir string, opts Options) (*Cluster, error) {
-	ports, err := freePorts(3 * opts.Size)
-	if err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	c := &Cluster{Bin: bin, Dir: dir, Extra: opts.Extra}
+	c := &Cluster{Bin: bin, Dir: dir, Extra: opts.Extra, pids: map[int]string{}}
+	if opts.Proxies {
+		c.Net = newNetwork(c.connOwner)
+	}
 	var initial []string
 	for i := 0; i < opts.Size; i++ {
-		name := fmt.Sprintf("n%d", i+1)
-		m := &Member{
-			Name: name, DataDir: filepath.Join(dir, name), LogPath: filepath.Join(dir, name+".log"),
-			ClientAddr: ports[3*i], PeerAddr: ports[3*i+1], HTTPAddr: ports[3*i+2],
+		m, err := c.NewMember(fmt.Sprintf("n%d", i+1))
+		if err != nil {
+			c.Stop()
+			return nil, err
 		}
-		c.Members = append(c.Members, m)
-		initial = append(initial, name+"="+m.PeerAddr)
+		initial = append(initial, m.Name+"="+m.AdvertisePeer)
 	}
 	c.Extra = append(c.Extra, "--initial-cluster", strings.Join(initial, ","))
 	return c, nil
+}
+
+// NewMember adds a member named name to c.Members with fresh ports (and a
+// proxy) without starting it. New calls it for the initial members; a test
+// that adds a member to a running cluster sets its Flags (for example
+// --initial-cluster-state existing) before Start.
+func (c *Cluster) NewMember(name string) (*Member, error) {
+	ports, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	m := &Member{
+		Name: name, DataDir: filepath.Join(c.Dir, name), LogPath: filepath.Join(c.Dir, name+".log"),
+		ClientAddr: ports[0], PeerAddr: ports[1], HTTPAddr: ports[2], AdvertisePeer: ports[1],
+	}
+	if c.Net != nil {
+		if err := c.Net.listen(name, ports[3], m.PeerAddr); err != nil {
+			return nil, err
+		}
+		m.AdvertisePeer = ports[3]
+	}
+	c.mu.Lock()
+	c.Members = append(c.Members, m)
+	c.mu.Unlock()
+	return m, nil
+}
+
+// connOwner names the member whose process opened c (a connection
+// accepted by a proxy), or "".
+func (c *Cluster) connOwner(conn net.Conn) string {
+	c.mu.Lock()
+	pids := make([]int, 0, len(c.pids))
+	for pid := range c.pids {
+		pids = append(pids, pid)
+	}
+	c.mu.Unlock()
+	pid := socketOwner(conn, pids)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pids[pid]
 }
 
 // StartAll starts every member.
@@ -140,10 +238,14 @@ func (c *Cluster) StartAll() error {
 
 // Start starts m's process (again) with its data directory.
 func (c *Cluster) Start(m *Member) error {
-	args := append([]string{
+	args := []string{
 		"--name", m.Name, "--data-dir", m.DataDir,
 		"--listen-client", m.ClientAddr, "--listen-peer", m.PeerAddr, "--listen-http", m.HTTPAddr,
-	}, c.Extra...)
+	}
+	if m.AdvertisePeer != "" && m.AdvertisePeer != m.PeerAddr {
+		args = append(args, "--advertise-peer", m.AdvertisePeer)
+	}
+	args = append(append(args, c.Extra...), m.Flags...)
 	logf, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -157,7 +259,28 @@ func (c *Cluster) Start(m *Member) error {
 	}
 	m.cmd = cmd
 	m.exited = make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(m.exited) }()
+	m.paused.Store(false)
+	m.expectExit.Store(false)
+	pid := cmd.Process.Pid
+	m.pid.Store(int64(pid))
+	c.mu.Lock()
+	c.pids[pid] = m.Name
+	c.mu.Unlock()
+	exited := m.exited
+	go func() {
+		err := cmd.Wait()
+		if !m.expectExit.Load() {
+			m.exitsMu.Lock()
+			m.crashes = append(m.crashes, fmt.Sprintf("%s exited on its own at %s: %v", m.Name, time.Now().Format(time.RFC3339Nano), err))
+			m.exitsMu.Unlock()
+		}
+		logf.Close()
+		c.mu.Lock()
+		delete(c.pids, pid)
+		c.mu.Unlock()
+		m.pid.CompareAndSwap(int64(pid), 0)
+		close(exited)
+	}()
 	if m.conn == nil {
 		conn, err := grpc.NewClient(m.ClientAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -176,35 +299,82 @@ func (c *Cluster) Kill(m *Member) {
 	if m.cmd == nil {
 		return
 	}
+	m.expectExit.Store(true)
 	_ = m.cmd.Process.Signal(syscall.SIGKILL)
 	<-m.exited
 	m.cmd = nil
+	m.paused.Store(false)
 }
 
-// Terminate sends SIGTERM to m and waits for a graceful exit.
+// Terminate sends SIGTERM to m and waits for a graceful exit (a paused
+// member is continued first, or it could not act on the signal).
 func (c *Cluster) Terminate(m *Member) {
 	if m.cmd == nil {
 		return
 	}
+	m.expectExit.Store(true)
 	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	if m.paused.Load() {
+		_ = m.cmd.Process.Signal(syscall.SIGCONT)
+	}
 	<-m.exited
 	m.cmd = nil
+	m.paused.Store(false)
 }
+
+// Pause stops m with SIGSTOP: the process keeps its sockets and state but
+// does nothing, as a member stalled by the kernel, a VM pause or a long GC.
+func (c *Cluster) Pause(m *Member) error {
+	if !m.Running() {
+		return fmt.Errorf("pause %s: not running", m.Name)
+	}
+	if err := m.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("pause %s: %w", m.Name, err)
+	}
+	m.paused.Store(true)
+	return nil
+}
+
+// Resume continues a paused member with SIGCONT.
+func (c *Cluster) Resume(m *Member) error {
+	if !m.paused.Load() {
+		return nil
+	}
+	m.paused.Store(false)
+	if !m.Running() {
+		return nil
+	}
+	if err := m.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return fmt.Errorf("resume %s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// ExpectExit tells the harness whether m may stop on its own now (for
+// example once removed from the cluster): such an exit is not a crash.
+// Start resets it to false.
+func (m *Member) ExpectExit(expected bool) { m.expectExit.Store(expected) }
+
+// Crashes lists the exits of m that the harness did not cause (Kill,
+// Terminate, Stop): a member that stopped on its own.
+func (m *Member) Crashes() []string {
+	m.exitsMu.Lock()
+	defer m.exitsMu.Unlock()
+	return append([]string(nil), m.crashes...)
+}
+
+// Paused reports whether m is stopped by Pause.
+func (m *Member) Paused() bool { return m.paused.Load() }
+
+// Pid is the process id of m while it runs, else 0.
+func (m *Member) Pid() int { return int(m.pid.Load()) }
 
 // Running reports whether m's process is up.
 func (m *Member) Running() bool {
-	if m.cmd == nil {
-		return false
-	}
-	select {
-	case <-m.exited:
-		return false
-	default:
-		return true
-	}
+	return m.pid.Load() != 0
 }
 
-// Stop kills every member and closes the clients.
+// Stop kills every member, closes the clients and the network.
 func (c *Cluster) Stop() {
 	for _, m := range c.Members {
 		c.Kill(m)
@@ -213,6 +383,17 @@ func (c *Cluster) Stop() {
 			m.conn = nil
 		}
 	}
+	if c.Net != nil {
+		c.Net.Close()
+	}
+}
+
+// HasFlag reports whether the tokenstore binary knows flag (without its
+// dashes), so tests can skip faults that need a test-only hook the binary
+// does not have.
+func (c *Cluster) HasFlag(flag string) bool {
+	out, _ := exec.Command(filepath.Join(c.Bin, "tokenstore"), "--help").CombinedOutput()
+	return strings.Contains(string(out), "--"+flag+" ") || strings.Contains(string(out), "--"+flag+"=")
 }
 
 // Ready reports whether m answers /readyz with 200.

@@ -1,19 +1,30 @@
 package state
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"sync/atomic"
 	"time"
 
 	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
+	"github.com/tokenstore/tokenstore/server/rancher"
 	"github.com/tokenstore/tokenstore/server/token"
 )
 
 // entry is the in-memory form of a token used by Authenticate. Entries are
 // immutable: a change replaces the map value, so a reader holds the lock
 // only for the map lookup.
+//
+// A native salt and hash of the usual sizes are held inline: verifying
+// them touches the entry only, not two more allocations, and the hot path
+// misses the CPU caches once less per lookup.
 type entry struct {
-	salt     []byte
-	hash     []byte
+	salt [token.SaltBytes]byte
+	hash [sha256.Size]byte
+	// ext is nil for most tokens (native hash of the usual sizes, no
+	// audiences).
+	ext      *entryExt
 	user     *tokenstorev1.UserInfo // shared, read-only
 	expires  int64
 	lastUsed int64
@@ -21,16 +32,79 @@ type entry struct {
 	revoked  bool
 }
 
-func newEntry(r *raftstorev1.TokenRecord) *entry {
-	return &entry{
-		salt:     r.GetSalt(),
-		hash:     r.GetSecretHash(),
+// entryExt holds what only some tokens have.
+type entryExt struct {
+	// foreign is set, instead of a native hash, for an imported hash.
+	foreign   *foreignHash
+	audiences []string // shared, read-only
+	// odd is set for a native salt or hash of other sizes than those
+	// tokenstore writes, held in salt and hash.
+	odd        bool
+	salt, hash []byte
+}
+
+// foreign is nil-safe: e may be the absent previous entry.
+func (e *entry) foreign() *foreignHash {
+	if e == nil || e.ext == nil {
+		return nil
+	}
+	return e.ext.foreign
+}
+
+func (e *entry) audiences() []string {
+	if e.ext == nil {
+		return nil
+	}
+	return e.ext.audiences
+}
+
+// foreignHash is an imported (Rancher) hash and the digest of the last
+// secret it verified. Its memory is tied to the hash, not to the entry: the
+// successive entries of a token share it while the hash stays the same
+// (lastUsedAt, disable, expiry and revocation are checked on every request
+// anyway), and a record with another hash starts without. So a slow hash is
+// computed once per member and secret, and a changed hash is never answered
+// from a memory of the old one.
+type foreignHash struct {
+	encoded string
+	// hash is nil when the hash does not parse on this binary; such a
+	// token never authenticates (it is refused at import, so this is only
+	// a record written by a newer binary).
+	hash     *rancher.Hash
+	verified atomic.Pointer[[sha256.Size]byte]
+}
+
+func newEntry(r *raftstorev1.TokenRecord, prev *entry) *entry {
+	e := &entry{
 		user:     UserInfo(r.GetUser()),
 		expires:  r.GetExpiresUnixNano(),
 		lastUsed: r.GetLastUsedUnixNano(),
 		disabled: r.GetDisabled(),
 		revoked:  r.GetRevoked(),
 	}
+	enc := r.GetRancherHash()
+	salt, hash := r.GetSalt(), r.GetSecretHash()
+	odd := enc == "" && (len(salt) != len(e.salt) || len(hash) != len(e.hash))
+	if !odd {
+		copy(e.salt[:], salt)
+		copy(e.hash[:], hash)
+	}
+	if enc == "" && !odd && len(r.GetAudiences()) == 0 {
+		return e
+	}
+	e.ext = &entryExt{audiences: r.GetAudiences()}
+	if odd {
+		e.ext.odd, e.ext.salt, e.ext.hash = true, salt, hash
+	}
+	if enc != "" {
+		if pf := prev.foreign(); pf != nil && pf.encoded == enc {
+			e.ext.foreign = pf
+		} else {
+			h, _ := rancher.ParseHash(enc)
+			e.ext.foreign = &foreignHash{encoded: enc, hash: h}
+		}
+	}
+	return e
 }
 
 // Decision is the answer to an authentication.
@@ -40,23 +114,57 @@ type Decision struct {
 	// User is shared and must not be modified.
 	User    *tokenstorev1.UserInfo
 	TokenID string
+	// Audiences are, when authenticated, the audiences of the answer (see
+	// MatchAudiences). Shared; must not be modified.
+	Audiences []string
 	// LastUsed is the stored lastUsedAt (unix nanoseconds) of the token.
 	LastUsed int64
+	// Busy says no answer was computed: the token has a slow (scrypt)
+	// hash not yet verified on this member, and as many slow verifications
+	// as there are CPUs are running. The caller should answer "overloaded,
+	// retry" rather than refuse.
+	Busy bool
 }
 
 // Authenticate verifies a bearer token against the in-memory index at time
-// now. Malformed input is refused before any hashing or lookup. The secret
-// is checked before any other property is revealed.
+// now, without audiences. Malformed input is refused before any hashing or
+// lookup. The secret is checked before any other property is revealed.
 func (s *State) Authenticate(bearer string, now time.Time) Decision {
 	id, secret, ok := token.Parse(bearer)
 	if !ok {
 		return Decision{Reason: tokenstorev1.DenyReason_DENY_REASON_MALFORMED}
 	}
+	return s.Check(id, secret, nil, now)
+}
+
+// Check verifies the parts of a bearer token that token.Parse accepted, for
+// the requested audiences (none: no audience check), at time now. The order
+// of the checks is fixed so every member gives the same reason: secret,
+// revoked, disabled, expired, audiences.
+func (s *State) Check(id, secret string, audiences []string, now time.Time) Decision {
 	s.mu.RLock()
 	e := s.tokens[id]
 	s.mu.RUnlock()
-	if e == nil || !token.Matches(e.salt, secret, e.hash) {
+	if e == nil {
 		return Decision{Reason: tokenstorev1.DenyReason_DENY_REASON_UNKNOWN, TokenID: id}
+	}
+	switch x := e.ext; {
+	case x == nil || !x.odd && x.foreign == nil:
+		if !token.Matches(e.salt[:], secret, e.hash[:]) {
+			return Decision{Reason: tokenstorev1.DenyReason_DENY_REASON_UNKNOWN, TokenID: id}
+		}
+	case x.foreign != nil:
+		ok, busy := s.verifyForeign(x.foreign, secret)
+		if busy {
+			return Decision{TokenID: id, Busy: true}
+		}
+		if !ok {
+			return Decision{Reason: tokenstorev1.DenyReason_DENY_REASON_UNKNOWN, TokenID: id}
+		}
+	default:
+		if !token.Matches(x.salt, secret, x.hash) {
+			return Decision{Reason: tokenstorev1.DenyReason_DENY_REASON_UNKNOWN, TokenID: id}
+		}
 	}
 	d := Decision{TokenID: id, LastUsed: e.lastUsed}
 	switch {
@@ -67,10 +175,113 @@ func (s *State) Authenticate(bearer string, now time.Time) Decision {
 	case e.expires != 0 && now.UnixNano() >= e.expires:
 		d.Reason = tokenstorev1.DenyReason_DENY_REASON_EXPIRED
 	default:
+		if e.ext != nil || len(audiences) > 0 {
+			auds, ok := MatchAudiences(e.audiences(), audiences)
+			if !ok {
+				d.Reason = tokenstorev1.DenyReason_DENY_REASON_AUDIENCE_MISMATCH
+				return d
+			}
+			d.Audiences = auds
+		}
 		d.Authenticated = true
 		d.User = e.user
 	}
 	return d
+}
+
+// verifyForeign checks secret against an imported hash, from the memory of
+// the last success when it matches.
+func (s *State) verifyForeign(f *foreignHash, secret string) (ok, busy bool) {
+	if f.hash == nil {
+		return false, false
+	}
+	// A stack copy: hashing []byte(secret) would allocate.
+	var buf [128]byte
+	digest := sha256.Sum256(buf[:copy(buf[:], secret)])
+	if len(secret) > len(buf) {
+		digest = sha256.Sum256([]byte(secret))
+	}
+	if v := f.verified.Load(); v != nil && subtle.ConstantTimeCompare(v[:], digest[:]) == 1 {
+		s.foreignStats.cached.Add(1)
+		return true, false
+	}
+	if f.hash.Slow() {
+		select {
+		case s.slow <- struct{}{}:
+			defer func() { <-s.slow }()
+		default:
+			s.foreignStats.busy.Add(1)
+			return false, true
+		}
+	}
+	s.foreignStats.computed.Add(1)
+	if !f.hash.Verify(secret) {
+		return false, false
+	}
+	remembered := digest
+	f.verified.Store(&remembered)
+	return true, false
+}
+
+// foreignCounters count imported-hash verifications.
+type foreignCounters struct {
+	cached, computed, busy atomic.Uint64
+}
+
+// ForeignStats are counts of imported-hash verifications since start.
+type ForeignStats struct {
+	// Cached were answered from the memory of an earlier success.
+	Cached uint64
+	// Computed ran the hash (scrypt, SHA-256 or SHA3-512).
+	Computed uint64
+	// Busy found every slow-hash slot taken and gave no answer.
+	Busy uint64
+}
+
+// ForeignStats returns the imported-hash verification counts.
+func (s *State) ForeignStats() ForeignStats {
+	return ForeignStats{
+		Cached:   s.foreignStats.cached.Load(),
+		Computed: s.foreignStats.computed.Load(),
+		Busy:     s.foreignStats.busy.Load(),
+	}
+}
+
+// MatchAudiences applies the Kubernetes TokenReview audience rules (those
+// of kube-apiserver's authenticators and of its webhook client) to a token
+// bound to bound audiences and a request for requested ones:
+//
+//   - nothing requested: accepted; the answer carries the token's own
+//     audiences (none for an unbound token), and the caller decides;
+//   - an unbound token: accepted for what was requested, echoed back;
+//   - otherwise the requested audiences the token is bound to, in request
+//     order without repeats; none in common is a refusal.
+//
+// The returned slice may be bound or requested itself; it must not be
+// modified.
+func MatchAudiences(bound, requested []string) ([]string, bool) {
+	switch {
+	case len(requested) == 0:
+		return bound, true
+	case len(bound) == 0:
+		return requested, true
+	}
+	var out []string
+	for i, r := range requested {
+		if contains(bound, r) && !contains(requested[:i], r) {
+			out = append(out, r)
+		}
+	}
+	return out, len(out) > 0
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
 
 // LastUsed returns a token's stored lastUsedAt (unix nanoseconds) and
@@ -105,4 +316,25 @@ func UserInfo(u *raftstorev1.User) *tokenstorev1.UserInfo {
 		}
 	}
 	return out
+}
+
+// HashFormat says how a record stores its secret.
+func HashFormat(r *raftstorev1.TokenRecord) tokenstorev1.HashFormat {
+	enc := r.GetRancherHash()
+	if enc == "" {
+		return tokenstorev1.HashFormat_HASH_FORMAT_NATIVE
+	}
+	h, err := rancher.ParseHash(enc)
+	if err != nil {
+		return tokenstorev1.HashFormat_HASH_FORMAT_UNKNOWN
+	}
+	switch h.Format() {
+	case rancher.FormatScrypt:
+		return tokenstorev1.HashFormat_HASH_FORMAT_RANCHER_SCRYPT
+	case rancher.FormatSHA256:
+		return tokenstorev1.HashFormat_HASH_FORMAT_RANCHER_SHA256
+	case rancher.FormatSHA3:
+		return tokenstorev1.HashFormat_HASH_FORMAT_RANCHER_SHA3
+	}
+	return tokenstorev1.HashFormat_HASH_FORMAT_UNKNOWN
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -36,6 +37,10 @@ var (
 type Outcome struct {
 	// Record is the token as it is after the command (nil on refusal).
 	Record *raftstorev1.TokenRecord
+	// Imported are the records an ImportTokens stored, Skipped the ids it
+	// left alone because they existed.
+	Imported []*raftstorev1.TokenRecord
+	Skipped  []string
 	// Err is a deterministic refusal, or nil.
 	Err error
 }
@@ -45,10 +50,17 @@ type Outcome struct {
 type State struct {
 	mu     sync.RWMutex
 	tokens map[string]*entry
+
+	// slow bounds the slow (scrypt) verifications running at once to the
+	// CPUs: a burst of them must not take every core from the fast path.
+	slow         chan struct{}
+	foreignStats foreignCounters
 }
 
 // New returns an empty State; raftstore calls Init and Restore on it.
-func New() *State { return &State{tokens: map[string]*entry{}} }
+func New() *State {
+	return &State{tokens: map[string]*entry{}, slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))}
+}
 
 // Init implements raftstore.StateMachine.
 func (s *State) Init(tx *bolt.Tx) error {
@@ -82,7 +94,7 @@ func (s *State) Restore(tx *bolt.Tx) error {
 		if err := proto.Unmarshal(v, r); err != nil {
 			return fmt.Errorf("decode token %q: %w", k, err)
 		}
-		tokens[r.GetId()] = newEntry(r)
+		tokens[r.GetId()] = newEntry(r, nil)
 		return nil
 	})
 	if err != nil {
@@ -110,6 +122,8 @@ func (s *State) Apply(tx *bolt.Tx, index uint64, payload []byte) (any, error) {
 		return s.applyRevoke(b, index, op.RevokeToken)
 	case *raftstorev1.Command_RecordLastUsed:
 		return nil, s.applyLastUsed(b, op.RecordLastUsed)
+	case *raftstorev1.Command_ImportTokens:
+		return s.applyImport(b, index, op.ImportTokens)
 	case nil:
 		// A command from a newer binary with an op this one does not know:
 		// applying it as a no-op would diverge from members that know it.
@@ -139,29 +153,84 @@ func (s *State) putRecord(b *bolt.Bucket, r *raftstorev1.TokenRecord) error {
 	if err := b.Put([]byte(r.GetId()), v); err != nil {
 		return fmt.Errorf("store token %q: %w", r.GetId(), err)
 	}
-	e := newEntry(r)
 	s.mu.Lock()
-	s.tokens[r.GetId()] = e
+	s.tokens[r.GetId()] = newEntry(r, s.tokens[r.GetId()])
 	s.mu.Unlock()
 	return nil
 }
 
 func (s *State) applyCreate(b *bolt.Bucket, index uint64, c *raftstorev1.CreateToken) (any, error) {
 	r := c.GetRecord()
-	if r.GetId() == "" || len(r.GetSecretHash()) == 0 {
-		return Outcome{Err: fmt.Errorf("%w: create without id or hash", ErrInvalid)}, nil
+	if err := checkNew(r); err != nil {
+		return Outcome{Err: err}, nil
 	}
 	if b.Get([]byte(r.GetId())) != nil {
 		return Outcome{Err: fmt.Errorf("token %q: %w", r.GetId(), ErrExists)}, nil
 	}
-	r = proto.Clone(r).(*raftstorev1.TokenRecord)
-	r.Format = 1
-	r.CreateRevision = index
-	r.UpdateRevision = index
+	r = newRecord(r, index)
 	if err := s.putRecord(b, r); err != nil {
 		return nil, err
 	}
 	return Outcome{Record: r}, nil
+}
+
+// checkNew refuses a record to create without an id or without exactly one
+// stored form of its secret. Whether an imported hash parses is the
+// proposer's check: a binary that knows fewer formats must still apply
+// the same entries as one that knows more.
+func checkNew(r *raftstorev1.TokenRecord) error {
+	native, imported := len(r.GetSecretHash()) > 0, r.GetRancherHash() != ""
+	if r.GetId() == "" || native == imported {
+		return fmt.Errorf("%w: create without id, or not exactly one of secret hash and imported hash", ErrInvalid)
+	}
+	return nil
+}
+
+// newRecord is a copy of a record to create, stamped with the index.
+func newRecord(r *raftstorev1.TokenRecord, index uint64) *raftstorev1.TokenRecord {
+	r = proto.Clone(r).(*raftstorev1.TokenRecord)
+	r.Format = 1
+	r.CreateRevision = index
+	r.UpdateRevision = index
+	return r
+}
+
+// applyImport adds a batch of records: all of them, or, with skip_existing,
+// those whose id does not exist yet. A refusal refuses the whole batch.
+func (s *State) applyImport(b *bolt.Bucket, index uint64, im *raftstorev1.ImportTokens) (any, error) {
+	const (
+		add = iota + 1
+		skip
+	)
+	fate := make(map[string]int, len(im.GetRecords()))
+	var out Outcome
+	for _, r := range im.GetRecords() {
+		if err := checkNew(r); err != nil {
+			return Outcome{Err: fmt.Errorf("token %q: %w", r.GetId(), err)}, nil
+		}
+		if fate[r.GetId()] != 0 {
+			return Outcome{Err: fmt.Errorf("token %q: %w: given twice in one import", r.GetId(), ErrInvalid)}, nil
+		}
+		fate[r.GetId()] = add
+		if b.Get([]byte(r.GetId())) != nil {
+			if !im.GetSkipExisting() {
+				return Outcome{Err: fmt.Errorf("token %q: %w", r.GetId(), ErrExists)}, nil
+			}
+			fate[r.GetId()] = skip
+			out.Skipped = append(out.Skipped, r.GetId())
+		}
+	}
+	for _, r := range im.GetRecords() {
+		if fate[r.GetId()] != add {
+			continue
+		}
+		r = newRecord(r, index)
+		if err := s.putRecord(b, r); err != nil {
+			return nil, err
+		}
+		out.Imported = append(out.Imported, r)
+	}
+	return out, nil
 }
 
 func (s *State) applyUpdate(b *bolt.Bucket, index uint64, u *raftstorev1.UpdateToken) (any, error) {

@@ -32,6 +32,7 @@ type Command struct {
 	//	*Command_UpdateToken
 	//	*Command_RevokeToken
 	//	*Command_RecordLastUsed
+	//	*Command_ImportTokens
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -110,6 +111,15 @@ func (x *Command) GetRecordLastUsed() *RecordLastUsed {
 	return nil
 }
 
+func (x *Command) GetImportTokens() *ImportTokens {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ImportTokens); ok {
+			return x.ImportTokens
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -130,6 +140,14 @@ type Command_RecordLastUsed struct {
 	RecordLastUsed *RecordLastUsed `protobuf:"bytes,4,opt,name=record_last_used,json=recordLastUsed,proto3,oneof"`
 }
 
+type Command_ImportTokens struct {
+	// import_tokens adds records that use features a binary without it
+	// does not know (imported foreign hashes, audience binding): such a
+	// binary stops on this op instead of applying the records without
+	// enforcing them.
+	ImportTokens *ImportTokens `protobuf:"bytes,5,opt,name=import_tokens,json=importTokens,proto3,oneof"`
+}
+
 func (*Command_CreateToken) isCommand_Op() {}
 
 func (*Command_UpdateToken) isCommand_Op() {}
@@ -137,6 +155,8 @@ func (*Command_UpdateToken) isCommand_Op() {}
 func (*Command_RevokeToken) isCommand_Op() {}
 
 func (*Command_RecordLastUsed) isCommand_Op() {}
+
+func (*Command_ImportTokens) isCommand_Op() {}
 
 // User is the identity a token maps to.
 type User struct {
@@ -253,7 +273,8 @@ func (x *ExtraValues) GetValues() []string {
 }
 
 // TokenRecord is a token as stored in the state database (bucket "tokens",
-// key = id). It never holds the secret, only a salted SHA-256 of it.
+// key = id). It never holds the secret, only a salted SHA-256 of it or, for
+// an imported token, the hash it was imported with.
 type TokenRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// format is the record encoding version (1).
@@ -274,8 +295,16 @@ type TokenRecord struct {
 	LastUsedUnixNano int64             `protobuf:"varint,13,opt,name=last_used_unix_nano,json=lastUsedUnixNano,proto3" json:"last_used_unix_nano,omitempty"`
 	CreateRevision   uint64            `protobuf:"varint,14,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
 	UpdateRevision   uint64            `protobuf:"varint,15,opt,name=update_revision,json=updateRevision,proto3" json:"update_revision,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// rancher_hash, when set, replaces salt and secret_hash: the hash of an
+	// imported Rancher ClusterAuthToken, verbatim as Rancher wrote it
+	// ("$1:..." scrypt, "$2:..." salted SHA-256, "$3:1:..." salted SHA3-512).
+	// It is verified against the secret part of "<id>:<secret>".
+	RancherHash string `protobuf:"bytes,16,opt,name=rancher_hash,json=rancherHash,proto3" json:"rancher_hash,omitempty"`
+	// audiences, when not empty, binds the token to these audiences (the
+	// Kubernetes TokenReview audience rules apply).
+	Audiences     []string `protobuf:"bytes,17,rep,name=audiences,proto3" json:"audiences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TokenRecord) Reset() {
@@ -411,6 +440,20 @@ func (x *TokenRecord) GetUpdateRevision() uint64 {
 		return x.UpdateRevision
 	}
 	return 0
+}
+
+func (x *TokenRecord) GetRancherHash() string {
+	if x != nil {
+		return x.RancherHash
+	}
+	return ""
+}
+
+func (x *TokenRecord) GetAudiences() []string {
+	if x != nil {
+		return x.Audiences
+	}
+	return nil
 }
 
 // CreateToken adds a token. Applying it for an id that exists is refused.
@@ -592,6 +635,62 @@ func (x *RevokeToken) GetRevokedUnixNano() int64 {
 	return 0
 }
 
+// ImportTokens adds tokens made elsewhere (or made with features CreateToken
+// does not carry) in one entry. Unless skip_existing is set, it is refused as
+// a whole when any id exists or repeats; with skip_existing, ids that exist
+// are left unchanged and reported.
+type ImportTokens struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*TokenRecord         `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	SkipExisting  bool                   `protobuf:"varint,2,opt,name=skip_existing,json=skipExisting,proto3" json:"skip_existing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportTokens) Reset() {
+	*x = ImportTokens{}
+	mi := &file_raftstore_v1_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportTokens) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportTokens) ProtoMessage() {}
+
+func (x *ImportTokens) ProtoReflect() protoreflect.Message {
+	mi := &file_raftstore_v1_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportTokens.ProtoReflect.Descriptor instead.
+func (*ImportTokens) Descriptor() ([]byte, []int) {
+	return file_raftstore_v1_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ImportTokens) GetRecords() []*TokenRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *ImportTokens) GetSkipExisting() bool {
+	if x != nil {
+		return x.SkipExisting
+	}
+	return false
+}
+
 // RecordLastUsed raises tokens' lastUsedAt to the reported times:
 // stored = max(stored, reported). Commutative and idempotent; unknown ids are
 // ignored.
@@ -604,7 +703,7 @@ type RecordLastUsed struct {
 
 func (x *RecordLastUsed) Reset() {
 	*x = RecordLastUsed{}
-	mi := &file_raftstore_v1_command_proto_msgTypes[7]
+	mi := &file_raftstore_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +715,7 @@ func (x *RecordLastUsed) String() string {
 func (*RecordLastUsed) ProtoMessage() {}
 
 func (x *RecordLastUsed) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_command_proto_msgTypes[7]
+	mi := &file_raftstore_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +728,7 @@ func (x *RecordLastUsed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordLastUsed.ProtoReflect.Descriptor instead.
 func (*RecordLastUsed) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_raftstore_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RecordLastUsed) GetUses() []*LastUsed {
@@ -650,7 +749,7 @@ type LastUsed struct {
 
 func (x *LastUsed) Reset() {
 	*x = LastUsed{}
-	mi := &file_raftstore_v1_command_proto_msgTypes[8]
+	mi := &file_raftstore_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +761,7 @@ func (x *LastUsed) String() string {
 func (*LastUsed) ProtoMessage() {}
 
 func (x *LastUsed) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_command_proto_msgTypes[8]
+	mi := &file_raftstore_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +774,7 @@ func (x *LastUsed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LastUsed.ProtoReflect.Descriptor instead.
 func (*LastUsed) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_raftstore_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LastUsed) GetId() string {
@@ -696,12 +795,13 @@ var File_raftstore_v1_command_proto protoreflect.FileDescriptor
 
 const file_raftstore_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1araftstore/v1/command.proto\x12\fraftstore.v1\"\x99\x02\n" +
+	"\x1araftstore/v1/command.proto\x12\fraftstore.v1\"\xdc\x02\n" +
 	"\aCommand\x12>\n" +
 	"\fcreate_token\x18\x01 \x01(\v2\x19.raftstore.v1.CreateTokenH\x00R\vcreateToken\x12>\n" +
 	"\fupdate_token\x18\x02 \x01(\v2\x19.raftstore.v1.UpdateTokenH\x00R\vupdateToken\x12>\n" +
 	"\frevoke_token\x18\x03 \x01(\v2\x19.raftstore.v1.RevokeTokenH\x00R\vrevokeToken\x12H\n" +
-	"\x10record_last_used\x18\x04 \x01(\v2\x1c.raftstore.v1.RecordLastUsedH\x00R\x0erecordLastUsedB\x04\n" +
+	"\x10record_last_used\x18\x04 \x01(\v2\x1c.raftstore.v1.RecordLastUsedH\x00R\x0erecordLastUsed\x12A\n" +
+	"\rimport_tokens\x18\x05 \x01(\v2\x1a.raftstore.v1.ImportTokensH\x00R\fimportTokensB\x04\n" +
 	"\x02op\"\xd6\x01\n" +
 	"\x04User\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x10\n" +
@@ -713,7 +813,7 @@ const file_raftstore_v1_command_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
 	"\x05value\x18\x02 \x01(\v2\x19.raftstore.v1.ExtraValuesR\x05value:\x028\x01\"%\n" +
 	"\vExtraValues\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\tR\x06values\"\xe9\x04\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"\xaa\x05\n" +
 	"\vTokenRecord\x12\x16\n" +
 	"\x06format\x18\x01 \x01(\rR\x06format\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
@@ -731,7 +831,9 @@ const file_raftstore_v1_command_proto_rawDesc = "" +
 	"\x06labels\x18\f \x03(\v2%.raftstore.v1.TokenRecord.LabelsEntryR\x06labels\x12-\n" +
 	"\x13last_used_unix_nano\x18\r \x01(\x03R\x10lastUsedUnixNano\x12'\n" +
 	"\x0fcreate_revision\x18\x0e \x01(\x04R\x0ecreateRevision\x12'\n" +
-	"\x0fupdate_revision\x18\x0f \x01(\x04R\x0eupdateRevision\x1a9\n" +
+	"\x0fupdate_revision\x18\x0f \x01(\x04R\x0eupdateRevision\x12!\n" +
+	"\francher_hash\x18\x10 \x01(\tR\vrancherHash\x12\x1c\n" +
+	"\taudiences\x18\x11 \x03(\tR\taudiences\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
@@ -748,7 +850,10 @@ const file_raftstore_v1_command_proto_rawDesc = "" +
 	"\f_description\"I\n" +
 	"\vRevokeToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
-	"\x11revoked_unix_nano\x18\x02 \x01(\x03R\x0frevokedUnixNano\"<\n" +
+	"\x11revoked_unix_nano\x18\x02 \x01(\x03R\x0frevokedUnixNano\"h\n" +
+	"\fImportTokens\x123\n" +
+	"\arecords\x18\x01 \x03(\v2\x19.raftstore.v1.TokenRecordR\arecords\x12#\n" +
+	"\rskip_existing\x18\x02 \x01(\bR\fskipExisting\"<\n" +
 	"\x0eRecordLastUsed\x12*\n" +
 	"\x04uses\x18\x01 \x03(\v2\x16.raftstore.v1.LastUsedR\x04uses\"7\n" +
 	"\bLastUsed\x12\x0e\n" +
@@ -767,7 +872,7 @@ func file_raftstore_v1_command_proto_rawDescGZIP() []byte {
 	return file_raftstore_v1_command_proto_rawDescData
 }
 
-var file_raftstore_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_raftstore_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_raftstore_v1_command_proto_goTypes = []any{
 	(*Command)(nil),        // 0: raftstore.v1.Command
 	(*User)(nil),           // 1: raftstore.v1.User
@@ -776,27 +881,30 @@ var file_raftstore_v1_command_proto_goTypes = []any{
 	(*CreateToken)(nil),    // 4: raftstore.v1.CreateToken
 	(*UpdateToken)(nil),    // 5: raftstore.v1.UpdateToken
 	(*RevokeToken)(nil),    // 6: raftstore.v1.RevokeToken
-	(*RecordLastUsed)(nil), // 7: raftstore.v1.RecordLastUsed
-	(*LastUsed)(nil),       // 8: raftstore.v1.LastUsed
-	nil,                    // 9: raftstore.v1.User.ExtraEntry
-	nil,                    // 10: raftstore.v1.TokenRecord.LabelsEntry
+	(*ImportTokens)(nil),   // 7: raftstore.v1.ImportTokens
+	(*RecordLastUsed)(nil), // 8: raftstore.v1.RecordLastUsed
+	(*LastUsed)(nil),       // 9: raftstore.v1.LastUsed
+	nil,                    // 10: raftstore.v1.User.ExtraEntry
+	nil,                    // 11: raftstore.v1.TokenRecord.LabelsEntry
 }
 var file_raftstore_v1_command_proto_depIdxs = []int32{
 	4,  // 0: raftstore.v1.Command.create_token:type_name -> raftstore.v1.CreateToken
 	5,  // 1: raftstore.v1.Command.update_token:type_name -> raftstore.v1.UpdateToken
 	6,  // 2: raftstore.v1.Command.revoke_token:type_name -> raftstore.v1.RevokeToken
-	7,  // 3: raftstore.v1.Command.record_last_used:type_name -> raftstore.v1.RecordLastUsed
-	9,  // 4: raftstore.v1.User.extra:type_name -> raftstore.v1.User.ExtraEntry
-	1,  // 5: raftstore.v1.TokenRecord.user:type_name -> raftstore.v1.User
-	10, // 6: raftstore.v1.TokenRecord.labels:type_name -> raftstore.v1.TokenRecord.LabelsEntry
-	3,  // 7: raftstore.v1.CreateToken.record:type_name -> raftstore.v1.TokenRecord
-	8,  // 8: raftstore.v1.RecordLastUsed.uses:type_name -> raftstore.v1.LastUsed
-	2,  // 9: raftstore.v1.User.ExtraEntry.value:type_name -> raftstore.v1.ExtraValues
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	8,  // 3: raftstore.v1.Command.record_last_used:type_name -> raftstore.v1.RecordLastUsed
+	7,  // 4: raftstore.v1.Command.import_tokens:type_name -> raftstore.v1.ImportTokens
+	10, // 5: raftstore.v1.User.extra:type_name -> raftstore.v1.User.ExtraEntry
+	1,  // 6: raftstore.v1.TokenRecord.user:type_name -> raftstore.v1.User
+	11, // 7: raftstore.v1.TokenRecord.labels:type_name -> raftstore.v1.TokenRecord.LabelsEntry
+	3,  // 8: raftstore.v1.CreateToken.record:type_name -> raftstore.v1.TokenRecord
+	3,  // 9: raftstore.v1.ImportTokens.records:type_name -> raftstore.v1.TokenRecord
+	9,  // 10: raftstore.v1.RecordLastUsed.uses:type_name -> raftstore.v1.LastUsed
+	2,  // 11: raftstore.v1.User.ExtraEntry.value:type_name -> raftstore.v1.ExtraValues
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_raftstore_v1_command_proto_init() }
@@ -809,6 +917,7 @@ func file_raftstore_v1_command_proto_init() {
 		(*Command_UpdateToken)(nil),
 		(*Command_RevokeToken)(nil),
 		(*Command_RecordLastUsed)(nil),
+		(*Command_ImportTokens)(nil),
 	}
 	file_raftstore_v1_command_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
@@ -817,7 +926,7 @@ func file_raftstore_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftstore_v1_command_proto_rawDesc), len(file_raftstore_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

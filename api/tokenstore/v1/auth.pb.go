@@ -37,6 +37,9 @@ const (
 	DenyReason_DENY_REASON_DISABLED DenyReason = 4
 	// DENY_REASON_REVOKED: revoked for good.
 	DenyReason_DENY_REASON_REVOKED DenyReason = 5
+	// DENY_REASON_AUDIENCE_MISMATCH: the token is bound to audiences and none
+	// of the requested audiences is one of them.
+	DenyReason_DENY_REASON_AUDIENCE_MISMATCH DenyReason = 6
 )
 
 // Enum value maps for DenyReason.
@@ -48,14 +51,16 @@ var (
 		3: "DENY_REASON_EXPIRED",
 		4: "DENY_REASON_DISABLED",
 		5: "DENY_REASON_REVOKED",
+		6: "DENY_REASON_AUDIENCE_MISMATCH",
 	}
 	DenyReason_value = map[string]int32{
-		"DENY_REASON_UNSPECIFIED": 0,
-		"DENY_REASON_MALFORMED":   1,
-		"DENY_REASON_UNKNOWN":     2,
-		"DENY_REASON_EXPIRED":     3,
-		"DENY_REASON_DISABLED":    4,
-		"DENY_REASON_REVOKED":     5,
+		"DENY_REASON_UNSPECIFIED":       0,
+		"DENY_REASON_MALFORMED":         1,
+		"DENY_REASON_UNKNOWN":           2,
+		"DENY_REASON_EXPIRED":           3,
+		"DENY_REASON_DISABLED":          4,
+		"DENY_REASON_REVOKED":           5,
+		"DENY_REASON_AUDIENCE_MISMATCH": 6,
 	}
 )
 
@@ -90,8 +95,12 @@ func (DenyReason) EnumDescriptor() ([]byte, []int) {
 type AuthenticateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// token is the bearer token, "<id>:<secret>".
-	Token         string          `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	Consistency   ReadConsistency `protobuf:"varint,2,opt,name=consistency,proto3,enum=tokenstore.v1.ReadConsistency" json:"consistency,omitempty"`
+	Token       string          `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Consistency ReadConsistency `protobuf:"varint,2,opt,name=consistency,proto3,enum=tokenstore.v1.ReadConsistency" json:"consistency,omitempty"`
+	// audiences, when not empty, are the audiences the caller wants the token
+	// to be valid for (Kubernetes TokenReview spec.audiences rules): a token
+	// bound to audiences is accepted only when they overlap.
+	Audiences     []string `protobuf:"bytes,3,rep,name=audiences,proto3" json:"audiences,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -140,6 +149,13 @@ func (x *AuthenticateRequest) GetConsistency() ReadConsistency {
 	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
 }
 
+func (x *AuthenticateRequest) GetAudiences() []string {
+	if x != nil {
+		return x.Audiences
+	}
+	return nil
+}
+
 // AuthenticateResponse is the answer.
 type AuthenticateResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -149,7 +165,15 @@ type AuthenticateResponse struct {
 	// user is set only when authenticated.
 	User *UserInfo `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
 	// token_id is the id part of the token when it was well formed.
-	TokenId       string `protobuf:"bytes,5,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	TokenId string `protobuf:"bytes,5,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	// audiences, when authenticated, are the audiences the token is valid for
+	// in this answer: the overlap of the requested and the token's audiences,
+	// the requested ones for a token bound to none, or the token's own when
+	// none were requested.
+	Audiences []string `protobuf:"bytes,6,rep,name=audiences,proto3" json:"audiences,omitempty"`
+	// message explains a refusal in words (the same text the Kubernetes
+	// webhooks return in status.error); empty when authenticated.
+	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -219,20 +243,37 @@ func (x *AuthenticateResponse) GetTokenId() string {
 	return ""
 }
 
+func (x *AuthenticateResponse) GetAudiences() []string {
+	if x != nil {
+		return x.Audiences
+	}
+	return nil
+}
+
+func (x *AuthenticateResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_tokenstore_v1_auth_proto protoreflect.FileDescriptor
 
 const file_tokenstore_v1_auth_proto_rawDesc = "" +
 	"\n" +
-	"\x18tokenstore/v1/auth.proto\x12\rtokenstore.v1\x1a\x1atokenstore/v1/common.proto\"m\n" +
+	"\x18tokenstore/v1/auth.proto\x12\rtokenstore.v1\x1a\x1atokenstore/v1/common.proto\"\x8b\x01\n" +
 	"\x13AuthenticateRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12@\n" +
-	"\vconsistency\x18\x02 \x01(\x0e2\x1e.tokenstore.v1.ReadConsistencyR\vconsistency\"\xee\x01\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x1e.tokenstore.v1.ReadConsistencyR\vconsistency\x12\x1c\n" +
+	"\taudiences\x18\x03 \x03(\tR\taudiences\"\xa6\x02\n" +
 	"\x14AuthenticateResponse\x125\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.tokenstore.v1.ResponseHeaderR\x06header\x12$\n" +
 	"\rauthenticated\x18\x02 \x01(\bR\rauthenticated\x121\n" +
 	"\x06reason\x18\x03 \x01(\x0e2\x19.tokenstore.v1.DenyReasonR\x06reason\x12+\n" +
 	"\x04user\x18\x04 \x01(\v2\x17.tokenstore.v1.UserInfoR\x04user\x12\x19\n" +
-	"\btoken_id\x18\x05 \x01(\tR\atokenId*\xa9\x01\n" +
+	"\btoken_id\x18\x05 \x01(\tR\atokenId\x12\x1c\n" +
+	"\taudiences\x18\x06 \x03(\tR\taudiences\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage*\xcc\x01\n" +
 	"\n" +
 	"DenyReason\x12\x1b\n" +
 	"\x17DENY_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -240,7 +281,8 @@ const file_tokenstore_v1_auth_proto_rawDesc = "" +
 	"\x13DENY_REASON_UNKNOWN\x10\x02\x12\x17\n" +
 	"\x13DENY_REASON_EXPIRED\x10\x03\x12\x18\n" +
 	"\x14DENY_REASON_DISABLED\x10\x04\x12\x17\n" +
-	"\x13DENY_REASON_REVOKED\x10\x052f\n" +
+	"\x13DENY_REASON_REVOKED\x10\x05\x12!\n" +
+	"\x1dDENY_REASON_AUDIENCE_MISMATCH\x10\x062f\n" +
 	"\vAuthService\x12W\n" +
 	"\fAuthenticate\x12\".tokenstore.v1.AuthenticateRequest\x1a#.tokenstore.v1.AuthenticateResponseBAZ?github.com/tokenstore/tokenstore/api/tokenstore/v1;tokenstorev1b\x06proto3"
 

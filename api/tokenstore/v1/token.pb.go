@@ -23,6 +23,70 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// HashFormat says how a token's secret is stored.
+type HashFormat int32
+
+const (
+	HashFormat_HASH_FORMAT_UNSPECIFIED HashFormat = 0
+	// HASH_FORMAT_NATIVE: tokenstore's salted SHA-256.
+	HashFormat_HASH_FORMAT_NATIVE HashFormat = 1
+	// HASH_FORMAT_RANCHER_SCRYPT: Rancher "$1:..." scrypt (N=2^15, r=8, p=1).
+	HashFormat_HASH_FORMAT_RANCHER_SCRYPT HashFormat = 2
+	// HASH_FORMAT_RANCHER_SHA256: Rancher "$2:..." salted SHA-256.
+	HashFormat_HASH_FORMAT_RANCHER_SHA256 HashFormat = 3
+	// HASH_FORMAT_RANCHER_SHA3: Rancher "$3:1:..." salted SHA3-512.
+	HashFormat_HASH_FORMAT_RANCHER_SHA3 HashFormat = 4
+	// HASH_FORMAT_UNKNOWN: an imported hash this member cannot verify.
+	HashFormat_HASH_FORMAT_UNKNOWN HashFormat = 5
+)
+
+// Enum value maps for HashFormat.
+var (
+	HashFormat_name = map[int32]string{
+		0: "HASH_FORMAT_UNSPECIFIED",
+		1: "HASH_FORMAT_NATIVE",
+		2: "HASH_FORMAT_RANCHER_SCRYPT",
+		3: "HASH_FORMAT_RANCHER_SHA256",
+		4: "HASH_FORMAT_RANCHER_SHA3",
+		5: "HASH_FORMAT_UNKNOWN",
+	}
+	HashFormat_value = map[string]int32{
+		"HASH_FORMAT_UNSPECIFIED":    0,
+		"HASH_FORMAT_NATIVE":         1,
+		"HASH_FORMAT_RANCHER_SCRYPT": 2,
+		"HASH_FORMAT_RANCHER_SHA256": 3,
+		"HASH_FORMAT_RANCHER_SHA3":   4,
+		"HASH_FORMAT_UNKNOWN":        5,
+	}
+)
+
+func (x HashFormat) Enum() *HashFormat {
+	p := new(HashFormat)
+	*p = x
+	return p
+}
+
+func (x HashFormat) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HashFormat) Descriptor() protoreflect.EnumDescriptor {
+	return file_tokenstore_v1_token_proto_enumTypes[0].Descriptor()
+}
+
+func (HashFormat) Type() protoreflect.EnumType {
+	return &file_tokenstore_v1_token_proto_enumTypes[0]
+}
+
+func (x HashFormat) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HashFormat.Descriptor instead.
+func (HashFormat) EnumDescriptor() ([]byte, []int) {
+	return file_tokenstore_v1_token_proto_rawDescGZIP(), []int{0}
+}
+
 // Token is a token's metadata. The secret is never part of it.
 type Token struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -42,8 +106,12 @@ type Token struct {
 	CreateRevision uint64 `protobuf:"varint,11,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
 	// update_revision is the raft index of the entry that last changed it.
 	UpdateRevision uint64 `protobuf:"varint,12,opt,name=update_revision,json=updateRevision,proto3" json:"update_revision,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// audiences the token is bound to; empty for a token bound to none.
+	Audiences []string `protobuf:"bytes,13,rep,name=audiences,proto3" json:"audiences,omitempty"`
+	// hash_format says how the secret is stored (never the hash itself).
+	HashFormat    HashFormat `protobuf:"varint,14,opt,name=hash_format,json=hashFormat,proto3,enum=tokenstore.v1.HashFormat" json:"hash_format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Token) Reset() {
@@ -160,14 +228,30 @@ func (x *Token) GetUpdateRevision() uint64 {
 	return 0
 }
 
+func (x *Token) GetAudiences() []string {
+	if x != nil {
+		return x.Audiences
+	}
+	return nil
+}
+
+func (x *Token) GetHashFormat() HashFormat {
+	if x != nil {
+		return x.HashFormat
+	}
+	return HashFormat_HASH_FORMAT_UNSPECIFIED
+}
+
 // CreateTokenRequest describes the token to create.
 type CreateTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	User  *UserInfo              `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
 	// ttl, when set and positive, makes the token expire that long after creation.
-	Ttl           *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
-	Description   string               `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
-	Labels        map[string]string    `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Ttl         *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Description string               `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Labels      map[string]string    `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// audiences, when not empty, binds the token to these audiences.
+	Audiences     []string `protobuf:"bytes,5,rep,name=audiences,proto3" json:"audiences,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -226,6 +310,13 @@ func (x *CreateTokenRequest) GetDescription() string {
 func (x *CreateTokenRequest) GetLabels() map[string]string {
 	if x != nil {
 		return x.Labels
+	}
+	return nil
+}
+
+func (x *CreateTokenRequest) GetAudiences() []string {
+	if x != nil {
+		return x.Audiences
 	}
 	return nil
 }
@@ -764,11 +855,233 @@ func (x *RevokeTokenResponse) GetToken() *Token {
 	return nil
 }
 
+// ImportedToken is one token to import. Its id and secret stay those it was
+// made with: "<id>:<secret>" authenticates once imported.
+type ImportedToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the token's name (a Rancher ClusterAuthToken's metadata.name).
+	Id   string    `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	User *UserInfo `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	// rancher_hash is the Rancher hash of the secret, verbatim.
+	RancherHash string `protobuf:"bytes,3,opt,name=rancher_hash,json=rancherHash,proto3" json:"rancher_hash,omitempty"`
+	// expires_at is unset for a token that does not expire.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Disabled      bool                   `protobuf:"varint,5,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	Description   string                 `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Audiences     []string               `protobuf:"bytes,8,rep,name=audiences,proto3" json:"audiences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportedToken) Reset() {
+	*x = ImportedToken{}
+	mi := &file_tokenstore_v1_token_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportedToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportedToken) ProtoMessage() {}
+
+func (x *ImportedToken) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_token_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportedToken.ProtoReflect.Descriptor instead.
+func (*ImportedToken) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_token_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ImportedToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ImportedToken) GetUser() *UserInfo {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *ImportedToken) GetRancherHash() string {
+	if x != nil {
+		return x.RancherHash
+	}
+	return ""
+}
+
+func (x *ImportedToken) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *ImportedToken) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
+func (x *ImportedToken) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *ImportedToken) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *ImportedToken) GetAudiences() []string {
+	if x != nil {
+		return x.Audiences
+	}
+	return nil
+}
+
+// ImportTokensRequest carries one batch; it is replicated as one entry.
+type ImportTokensRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tokens []*ImportedToken       `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	// skip_existing leaves tokens whose id exists unchanged and reports them;
+	// without it the whole batch is refused (ALREADY_EXISTS).
+	SkipExisting  bool `protobuf:"varint,2,opt,name=skip_existing,json=skipExisting,proto3" json:"skip_existing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportTokensRequest) Reset() {
+	*x = ImportTokensRequest{}
+	mi := &file_tokenstore_v1_token_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportTokensRequest) ProtoMessage() {}
+
+func (x *ImportTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_token_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportTokensRequest.ProtoReflect.Descriptor instead.
+func (*ImportTokensRequest) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_token_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ImportTokensRequest) GetTokens() []*ImportedToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+func (x *ImportTokensRequest) GetSkipExisting() bool {
+	if x != nil {
+		return x.SkipExisting
+	}
+	return false
+}
+
+// ImportTokensResponse lists what was stored and what was skipped.
+type ImportTokensResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Header   *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Imported []*Token               `protobuf:"bytes,2,rep,name=imported,proto3" json:"imported,omitempty"`
+	// skipped_ids are the ids that existed (only with skip_existing).
+	SkippedIds    []string `protobuf:"bytes,3,rep,name=skipped_ids,json=skippedIds,proto3" json:"skipped_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportTokensResponse) Reset() {
+	*x = ImportTokensResponse{}
+	mi := &file_tokenstore_v1_token_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportTokensResponse) ProtoMessage() {}
+
+func (x *ImportTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_token_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportTokensResponse.ProtoReflect.Descriptor instead.
+func (*ImportTokensResponse) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_token_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ImportTokensResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ImportTokensResponse) GetImported() []*Token {
+	if x != nil {
+		return x.Imported
+	}
+	return nil
+}
+
+func (x *ImportTokensResponse) GetSkippedIds() []string {
+	if x != nil {
+		return x.SkippedIds
+	}
+	return nil
+}
+
 var File_tokenstore_v1_token_proto protoreflect.FileDescriptor
 
 const file_tokenstore_v1_token_proto_rawDesc = "" +
 	"\n" +
-	"\x19tokenstore/v1/token.proto\x12\rtokenstore.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atokenstore/v1/common.proto\"\xd2\x04\n" +
+	"\x19tokenstore/v1/token.proto\x12\rtokenstore.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1atokenstore/v1/common.proto\"\xac\x05\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
 	"\x04user\x18\x02 \x01(\v2\x17.tokenstore.v1.UserInfoR\x04user\x129\n" +
@@ -786,15 +1099,19 @@ const file_tokenstore_v1_token_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"lastUsedAt\x12'\n" +
 	"\x0fcreate_revision\x18\v \x01(\x04R\x0ecreateRevision\x12'\n" +
-	"\x0fupdate_revision\x18\f \x01(\x04R\x0eupdateRevision\x1a9\n" +
+	"\x0fupdate_revision\x18\f \x01(\x04R\x0eupdateRevision\x12\x1c\n" +
+	"\taudiences\x18\r \x03(\tR\taudiences\x12:\n" +
+	"\vhash_format\x18\x0e \x01(\x0e2\x19.tokenstore.v1.HashFormatR\n" +
+	"hashFormat\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb0\x02\n" +
 	"\x12CreateTokenRequest\x12+\n" +
 	"\x04user\x18\x01 \x01(\v2\x17.tokenstore.v1.UserInfoR\x04user\x12+\n" +
 	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12E\n" +
-	"\x06labels\x18\x04 \x03(\v2-.tokenstore.v1.CreateTokenRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x04 \x03(\v2-.tokenstore.v1.CreateTokenRequest.LabelsEntryR\x06labels\x12\x1c\n" +
+	"\taudiences\x18\x05 \x03(\tR\taudiences\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9b\x01\n" +
@@ -834,14 +1151,44 @@ const file_tokenstore_v1_token_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"x\n" +
 	"\x13RevokeTokenResponse\x125\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.tokenstore.v1.ResponseHeaderR\x06header\x12*\n" +
-	"\x05token\x18\x02 \x01(\v2\x14.tokenstore.v1.TokenR\x05token2\xb0\x03\n" +
+	"\x05token\x18\x02 \x01(\v2\x14.tokenstore.v1.TokenR\x05token\"\x83\x03\n" +
+	"\rImportedToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
+	"\x04user\x18\x02 \x01(\v2\x17.tokenstore.v1.UserInfoR\x04user\x12!\n" +
+	"\francher_hash\x18\x03 \x01(\tR\vrancherHash\x129\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1a\n" +
+	"\bdisabled\x18\x05 \x01(\bR\bdisabled\x12 \n" +
+	"\vdescription\x18\x06 \x01(\tR\vdescription\x12@\n" +
+	"\x06labels\x18\a \x03(\v2(.tokenstore.v1.ImportedToken.LabelsEntryR\x06labels\x12\x1c\n" +
+	"\taudiences\x18\b \x03(\tR\taudiences\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"p\n" +
+	"\x13ImportTokensRequest\x124\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x1c.tokenstore.v1.ImportedTokenR\x06tokens\x12#\n" +
+	"\rskip_existing\x18\x02 \x01(\bR\fskipExisting\"\xa0\x01\n" +
+	"\x14ImportTokensResponse\x125\n" +
+	"\x06header\x18\x01 \x01(\v2\x1d.tokenstore.v1.ResponseHeaderR\x06header\x120\n" +
+	"\bimported\x18\x02 \x03(\v2\x14.tokenstore.v1.TokenR\bimported\x12\x1f\n" +
+	"\vskipped_ids\x18\x03 \x03(\tR\n" +
+	"skippedIds*\xb8\x01\n" +
+	"\n" +
+	"HashFormat\x12\x1b\n" +
+	"\x17HASH_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12HASH_FORMAT_NATIVE\x10\x01\x12\x1e\n" +
+	"\x1aHASH_FORMAT_RANCHER_SCRYPT\x10\x02\x12\x1e\n" +
+	"\x1aHASH_FORMAT_RANCHER_SHA256\x10\x03\x12\x1c\n" +
+	"\x18HASH_FORMAT_RANCHER_SHA3\x10\x04\x12\x17\n" +
+	"\x13HASH_FORMAT_UNKNOWN\x10\x052\x89\x04\n" +
 	"\fTokenService\x12T\n" +
 	"\vCreateToken\x12!.tokenstore.v1.CreateTokenRequest\x1a\".tokenstore.v1.CreateTokenResponse\x12K\n" +
 	"\bGetToken\x12\x1e.tokenstore.v1.GetTokenRequest\x1a\x1f.tokenstore.v1.GetTokenResponse\x12Q\n" +
 	"\n" +
 	"ListTokens\x12 .tokenstore.v1.ListTokensRequest\x1a!.tokenstore.v1.ListTokensResponse\x12T\n" +
 	"\vUpdateToken\x12!.tokenstore.v1.UpdateTokenRequest\x1a\".tokenstore.v1.UpdateTokenResponse\x12T\n" +
-	"\vRevokeToken\x12!.tokenstore.v1.RevokeTokenRequest\x1a\".tokenstore.v1.RevokeTokenResponseBAZ?github.com/tokenstore/tokenstore/api/tokenstore/v1;tokenstorev1b\x06proto3"
+	"\vRevokeToken\x12!.tokenstore.v1.RevokeTokenRequest\x1a\".tokenstore.v1.RevokeTokenResponse\x12W\n" +
+	"\fImportTokens\x12\".tokenstore.v1.ImportTokensRequest\x1a#.tokenstore.v1.ImportTokensResponseBAZ?github.com/tokenstore/tokenstore/api/tokenstore/v1;tokenstorev1b\x06proto3"
 
 var (
 	file_tokenstore_v1_token_proto_rawDescOnce sync.Once
@@ -855,65 +1202,80 @@ func file_tokenstore_v1_token_proto_rawDescGZIP() []byte {
 	return file_tokenstore_v1_token_proto_rawDescData
 }
 
-var file_tokenstore_v1_token_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_tokenstore_v1_token_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_tokenstore_v1_token_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_tokenstore_v1_token_proto_goTypes = []any{
-	(*Token)(nil),                 // 0: tokenstore.v1.Token
-	(*CreateTokenRequest)(nil),    // 1: tokenstore.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 2: tokenstore.v1.CreateTokenResponse
-	(*GetTokenRequest)(nil),       // 3: tokenstore.v1.GetTokenRequest
-	(*GetTokenResponse)(nil),      // 4: tokenstore.v1.GetTokenResponse
-	(*ListTokensRequest)(nil),     // 5: tokenstore.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 6: tokenstore.v1.ListTokensResponse
-	(*UpdateTokenRequest)(nil),    // 7: tokenstore.v1.UpdateTokenRequest
-	(*UpdateTokenResponse)(nil),   // 8: tokenstore.v1.UpdateTokenResponse
-	(*RevokeTokenRequest)(nil),    // 9: tokenstore.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),   // 10: tokenstore.v1.RevokeTokenResponse
-	nil,                           // 11: tokenstore.v1.Token.LabelsEntry
-	nil,                           // 12: tokenstore.v1.CreateTokenRequest.LabelsEntry
-	(*UserInfo)(nil),              // 13: tokenstore.v1.UserInfo
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
-	(*ResponseHeader)(nil),        // 16: tokenstore.v1.ResponseHeader
-	(ReadConsistency)(0),          // 17: tokenstore.v1.ReadConsistency
+	(HashFormat)(0),               // 0: tokenstore.v1.HashFormat
+	(*Token)(nil),                 // 1: tokenstore.v1.Token
+	(*CreateTokenRequest)(nil),    // 2: tokenstore.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 3: tokenstore.v1.CreateTokenResponse
+	(*GetTokenRequest)(nil),       // 4: tokenstore.v1.GetTokenRequest
+	(*GetTokenResponse)(nil),      // 5: tokenstore.v1.GetTokenResponse
+	(*ListTokensRequest)(nil),     // 6: tokenstore.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 7: tokenstore.v1.ListTokensResponse
+	(*UpdateTokenRequest)(nil),    // 8: tokenstore.v1.UpdateTokenRequest
+	(*UpdateTokenResponse)(nil),   // 9: tokenstore.v1.UpdateTokenResponse
+	(*RevokeTokenRequest)(nil),    // 10: tokenstore.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),   // 11: tokenstore.v1.RevokeTokenResponse
+	(*ImportedToken)(nil),         // 12: tokenstore.v1.ImportedToken
+	(*ImportTokensRequest)(nil),   // 13: tokenstore.v1.ImportTokensRequest
+	(*ImportTokensResponse)(nil),  // 14: tokenstore.v1.ImportTokensResponse
+	nil,                           // 15: tokenstore.v1.Token.LabelsEntry
+	nil,                           // 16: tokenstore.v1.CreateTokenRequest.LabelsEntry
+	nil,                           // 17: tokenstore.v1.ImportedToken.LabelsEntry
+	(*UserInfo)(nil),              // 18: tokenstore.v1.UserInfo
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*ResponseHeader)(nil),        // 21: tokenstore.v1.ResponseHeader
+	(ReadConsistency)(0),          // 22: tokenstore.v1.ReadConsistency
 }
 var file_tokenstore_v1_token_proto_depIdxs = []int32{
-	13, // 0: tokenstore.v1.Token.user:type_name -> tokenstore.v1.UserInfo
-	14, // 1: tokenstore.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	14, // 2: tokenstore.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 3: tokenstore.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
-	11, // 4: tokenstore.v1.Token.labels:type_name -> tokenstore.v1.Token.LabelsEntry
-	14, // 5: tokenstore.v1.Token.last_used_at:type_name -> google.protobuf.Timestamp
-	13, // 6: tokenstore.v1.CreateTokenRequest.user:type_name -> tokenstore.v1.UserInfo
-	15, // 7: tokenstore.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
-	12, // 8: tokenstore.v1.CreateTokenRequest.labels:type_name -> tokenstore.v1.CreateTokenRequest.LabelsEntry
-	16, // 9: tokenstore.v1.CreateTokenResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	0,  // 10: tokenstore.v1.CreateTokenResponse.token:type_name -> tokenstore.v1.Token
-	17, // 11: tokenstore.v1.GetTokenRequest.consistency:type_name -> tokenstore.v1.ReadConsistency
-	16, // 12: tokenstore.v1.GetTokenResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	0,  // 13: tokenstore.v1.GetTokenResponse.token:type_name -> tokenstore.v1.Token
-	17, // 14: tokenstore.v1.ListTokensRequest.consistency:type_name -> tokenstore.v1.ReadConsistency
-	16, // 15: tokenstore.v1.ListTokensResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	0,  // 16: tokenstore.v1.ListTokensResponse.tokens:type_name -> tokenstore.v1.Token
-	14, // 17: tokenstore.v1.UpdateTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 18: tokenstore.v1.UpdateTokenResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	0,  // 19: tokenstore.v1.UpdateTokenResponse.token:type_name -> tokenstore.v1.Token
-	16, // 20: tokenstore.v1.RevokeTokenResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	0,  // 21: tokenstore.v1.RevokeTokenResponse.token:type_name -> tokenstore.v1.Token
-	1,  // 22: tokenstore.v1.TokenService.CreateToken:input_type -> tokenstore.v1.CreateTokenRequest
-	3,  // 23: tokenstore.v1.TokenService.GetToken:input_type -> tokenstore.v1.GetTokenRequest
-	5,  // 24: tokenstore.v1.TokenService.ListTokens:input_type -> tokenstore.v1.ListTokensRequest
-	7,  // 25: tokenstore.v1.TokenService.UpdateToken:input_type -> tokenstore.v1.UpdateTokenRequest
-	9,  // 26: tokenstore.v1.TokenService.RevokeToken:input_type -> tokenstore.v1.RevokeTokenRequest
-	2,  // 27: tokenstore.v1.TokenService.CreateToken:output_type -> tokenstore.v1.CreateTokenResponse
-	4,  // 28: tokenstore.v1.TokenService.GetToken:output_type -> tokenstore.v1.GetTokenResponse
-	6,  // 29: tokenstore.v1.TokenService.ListTokens:output_type -> tokenstore.v1.ListTokensResponse
-	8,  // 30: tokenstore.v1.TokenService.UpdateToken:output_type -> tokenstore.v1.UpdateTokenResponse
-	10, // 31: tokenstore.v1.TokenService.RevokeToken:output_type -> tokenstore.v1.RevokeTokenResponse
-	27, // [27:32] is the sub-list for method output_type
-	22, // [22:27] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	18, // 0: tokenstore.v1.Token.user:type_name -> tokenstore.v1.UserInfo
+	19, // 1: tokenstore.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	19, // 2: tokenstore.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 3: tokenstore.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
+	15, // 4: tokenstore.v1.Token.labels:type_name -> tokenstore.v1.Token.LabelsEntry
+	19, // 5: tokenstore.v1.Token.last_used_at:type_name -> google.protobuf.Timestamp
+	0,  // 6: tokenstore.v1.Token.hash_format:type_name -> tokenstore.v1.HashFormat
+	18, // 7: tokenstore.v1.CreateTokenRequest.user:type_name -> tokenstore.v1.UserInfo
+	20, // 8: tokenstore.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
+	16, // 9: tokenstore.v1.CreateTokenRequest.labels:type_name -> tokenstore.v1.CreateTokenRequest.LabelsEntry
+	21, // 10: tokenstore.v1.CreateTokenResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	1,  // 11: tokenstore.v1.CreateTokenResponse.token:type_name -> tokenstore.v1.Token
+	22, // 12: tokenstore.v1.GetTokenRequest.consistency:type_name -> tokenstore.v1.ReadConsistency
+	21, // 13: tokenstore.v1.GetTokenResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	1,  // 14: tokenstore.v1.GetTokenResponse.token:type_name -> tokenstore.v1.Token
+	22, // 15: tokenstore.v1.ListTokensRequest.consistency:type_name -> tokenstore.v1.ReadConsistency
+	21, // 16: tokenstore.v1.ListTokensResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	1,  // 17: tokenstore.v1.ListTokensResponse.tokens:type_name -> tokenstore.v1.Token
+	19, // 18: tokenstore.v1.UpdateTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 19: tokenstore.v1.UpdateTokenResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	1,  // 20: tokenstore.v1.UpdateTokenResponse.token:type_name -> tokenstore.v1.Token
+	21, // 21: tokenstore.v1.RevokeTokenResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	1,  // 22: tokenstore.v1.RevokeTokenResponse.token:type_name -> tokenstore.v1.Token
+	18, // 23: tokenstore.v1.ImportedToken.user:type_name -> tokenstore.v1.UserInfo
+	19, // 24: tokenstore.v1.ImportedToken.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 25: tokenstore.v1.ImportedToken.labels:type_name -> tokenstore.v1.ImportedToken.LabelsEntry
+	12, // 26: tokenstore.v1.ImportTokensRequest.tokens:type_name -> tokenstore.v1.ImportedToken
+	21, // 27: tokenstore.v1.ImportTokensResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	1,  // 28: tokenstore.v1.ImportTokensResponse.imported:type_name -> tokenstore.v1.Token
+	2,  // 29: tokenstore.v1.TokenService.CreateToken:input_type -> tokenstore.v1.CreateTokenRequest
+	4,  // 30: tokenstore.v1.TokenService.GetToken:input_type -> tokenstore.v1.GetTokenRequest
+	6,  // 31: tokenstore.v1.TokenService.ListTokens:input_type -> tokenstore.v1.ListTokensRequest
+	8,  // 32: tokenstore.v1.TokenService.UpdateToken:input_type -> tokenstore.v1.UpdateTokenRequest
+	10, // 33: tokenstore.v1.TokenService.RevokeToken:input_type -> tokenstore.v1.RevokeTokenRequest
+	13, // 34: tokenstore.v1.TokenService.ImportTokens:input_type -> tokenstore.v1.ImportTokensRequest
+	3,  // 35: tokenstore.v1.TokenService.CreateToken:output_type -> tokenstore.v1.CreateTokenResponse
+	5,  // 36: tokenstore.v1.TokenService.GetToken:output_type -> tokenstore.v1.GetTokenResponse
+	7,  // 37: tokenstore.v1.TokenService.ListTokens:output_type -> tokenstore.v1.ListTokensResponse
+	9,  // 38: tokenstore.v1.TokenService.UpdateToken:output_type -> tokenstore.v1.UpdateTokenResponse
+	11, // 39: tokenstore.v1.TokenService.RevokeToken:output_type -> tokenstore.v1.RevokeTokenResponse
+	14, // 40: tokenstore.v1.TokenService.ImportTokens:output_type -> tokenstore.v1.ImportTokensResponse
+	35, // [35:41] is the sub-list for method output_type
+	29, // [29:35] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_tokenstore_v1_token_proto_init() }
@@ -928,13 +1290,14 @@ func file_tokenstore_v1_token_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenstore_v1_token_proto_rawDesc), len(file_tokenstore_v1_token_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   13,
+			NumEnums:      1,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_tokenstore_v1_token_proto_goTypes,
 		DependencyIndexes: file_tokenstore_v1_token_proto_depIdxs,
+		EnumInfos:         file_tokenstore_v1_token_proto_enumTypes,
 		MessageInfos:      file_tokenstore_v1_token_proto_msgTypes,
 	}.Build()
 	File_tokenstore_v1_token_proto = out.File

@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TokenService_CreateToken_FullMethodName = "/tokenstore.v1.TokenService/CreateToken"
-	TokenService_GetToken_FullMethodName    = "/tokenstore.v1.TokenService/GetToken"
-	TokenService_ListTokens_FullMethodName  = "/tokenstore.v1.TokenService/ListTokens"
-	TokenService_UpdateToken_FullMethodName = "/tokenstore.v1.TokenService/UpdateToken"
-	TokenService_RevokeToken_FullMethodName = "/tokenstore.v1.TokenService/RevokeToken"
+	TokenService_CreateToken_FullMethodName  = "/tokenstore.v1.TokenService/CreateToken"
+	TokenService_GetToken_FullMethodName     = "/tokenstore.v1.TokenService/GetToken"
+	TokenService_ListTokens_FullMethodName   = "/tokenstore.v1.TokenService/ListTokens"
+	TokenService_UpdateToken_FullMethodName  = "/tokenstore.v1.TokenService/UpdateToken"
+	TokenService_RevokeToken_FullMethodName  = "/tokenstore.v1.TokenService/RevokeToken"
+	TokenService_ImportTokens_FullMethodName = "/tokenstore.v1.TokenService/ImportTokens"
 )
 
 // TokenServiceClient is the client API for TokenService service.
@@ -44,6 +45,9 @@ type TokenServiceClient interface {
 	UpdateToken(ctx context.Context, in *UpdateTokenRequest, opts ...grpc.CallOption) (*UpdateTokenResponse, error)
 	// RevokeToken revokes a token for good; it never authenticates again.
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
+	// ImportTokens stores tokens made elsewhere (Rancher ClusterAuthTokens)
+	// with the hash they were made with, in one replicated entry.
+	ImportTokens(ctx context.Context, in *ImportTokensRequest, opts ...grpc.CallOption) (*ImportTokensResponse, error)
 }
 
 type tokenServiceClient struct {
@@ -104,6 +108,16 @@ func (c *tokenServiceClient) RevokeToken(ctx context.Context, in *RevokeTokenReq
 	return out, nil
 }
 
+func (c *tokenServiceClient) ImportTokens(ctx context.Context, in *ImportTokensRequest, opts ...grpc.CallOption) (*ImportTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportTokensResponse)
+	err := c.cc.Invoke(ctx, TokenService_ImportTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenServiceServer is the server API for TokenService service.
 // All implementations must embed UnimplementedTokenServiceServer
 // for forward compatibility.
@@ -122,6 +136,9 @@ type TokenServiceServer interface {
 	UpdateToken(context.Context, *UpdateTokenRequest) (*UpdateTokenResponse, error)
 	// RevokeToken revokes a token for good; it never authenticates again.
 	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
+	// ImportTokens stores tokens made elsewhere (Rancher ClusterAuthTokens)
+	// with the hash they were made with, in one replicated entry.
+	ImportTokens(context.Context, *ImportTokensRequest) (*ImportTokensResponse, error)
 	mustEmbedUnimplementedTokenServiceServer()
 }
 
@@ -146,6 +163,9 @@ func (UnimplementedTokenServiceServer) UpdateToken(context.Context, *UpdateToken
 }
 func (UnimplementedTokenServiceServer) RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RevokeToken not implemented")
+}
+func (UnimplementedTokenServiceServer) ImportTokens(context.Context, *ImportTokensRequest) (*ImportTokensResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ImportTokens not implemented")
 }
 func (UnimplementedTokenServiceServer) mustEmbedUnimplementedTokenServiceServer() {}
 func (UnimplementedTokenServiceServer) testEmbeddedByValue()                      {}
@@ -258,6 +278,24 @@ func _TokenService_RevokeToken_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenService_ImportTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).ImportTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_ImportTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).ImportTokens(ctx, req.(*ImportTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenService_ServiceDesc is the grpc.ServiceDesc for TokenService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +322,10 @@ var TokenService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeToken",
 			Handler:    _TokenService_RevokeToken_Handler,
+		},
+		{
+			MethodName: "ImportTokens",
+			Handler:    _TokenService_ImportTokens_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
