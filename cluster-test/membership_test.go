@@ -529,3 +529,52 @@ func TestSnapshotSaveAndRestore(t *testing.T) {
 	}
 	_ = os.Remove(file)
 }
+
+// TestDeadMemberLowersToleranceAndAutopilotRemovesIt: a dead voter stays a
+// member by default and the reported failure tolerance drops to 0; with
+// --autopilot-cleanup-dead-after the leader removes it and tolerance
+// counts the remaining voters again.
+func TestDeadMemberLowersToleranceAndAutopilotRemovesIt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, _ := gossipCluster(t, 3, 3)
+	for _, m := range c.Members {
+		m.Flags = append(m.Flags, "--autopilot-cleanup-dead-after", "3s")
+	}
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Members[0].Cluster.ListMembers(ctx, &tokenstorev1.ListMembersRequest{})
+	if err != nil || r.GetFailureTolerance() != 1 {
+		t.Fatalf("healthy three-member cluster: tolerance %d (%v), want 1", r.GetFailureTolerance(), err)
+	}
+	c.Kill(c.Members[2])
+	sawZero := false
+	for {
+		r, err := c.Members[0].Cluster.ListMembers(ctx, &tokenstorev1.ListMembersRequest{})
+		if err == nil {
+			if len(r.GetMembers()) == 3 && r.GetFailureTolerance() == 0 {
+				sawZero = true
+			}
+			if len(r.GetMembers()) == 2 {
+				if !sawZero {
+					t.Fatal("the dead voter was removed before the tolerance was ever reported as 0")
+				}
+				if r.GetFailureTolerance() != 0 {
+					t.Fatalf("two healthy voters: tolerance %d, want 0", r.GetFailureTolerance())
+				}
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("autopilot never removed the dead member: %v", r.GetMembers())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// The two left still serve writes.
+	create(ctx, t, c.Members[1], "after-cleanup")
+}

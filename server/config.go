@@ -35,6 +35,7 @@ type Config struct {
 	Join                []string
 	BootstrapExpect     int
 	ForceNewCluster     bool
+	CleanupDeadAfter    time.Duration
 	ReadConsistency     string
 	MaxStaleness        time.Duration
 	RequestTimeout      time.Duration
@@ -42,6 +43,8 @@ type Config struct {
 	TickInterval        time.Duration
 	ElectionTicks       int
 	MaxRequestBytes     int
+	MaxInflight         int
+	OverloadRetryAfter  time.Duration
 	LastUsedInterval    time.Duration
 	LastUsedGranularity time.Duration
 	LastUsedMaxPending  int
@@ -65,6 +68,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AdvertiseGossip, "advertise-gossip", "", "gossip address as others reach it (default --listen-gossip)")
 	fs.StringSliceVar(&c.Join, "join", nil, "gossip seeds host:port,... (a StatefulSet's headless service name resolves to every pod); a member with an empty data directory joins the cluster it finds")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "with --join and no existing cluster found: bootstrap one new cluster once this many members see each other")
+	fs.DurationVar(&c.CleanupDeadAfter, "autopilot-cleanup-dead-after", 0, "the leader removes members that gossip has seen dead for this long (0: never; dead voters then lower the failure tolerance until an operator removes them)")
 	fs.BoolVar(&c.ForceNewCluster, "force-new-cluster", false, "disaster recovery: start a one-member cluster from this member's data, removing every other member")
 	fs.StringVar(&c.ReadConsistency, "read-consistency", "bounded", "default read consistency: bounded (local state confirmed within --max-staleness) or linearizable (ReadIndex per batch of reads)")
 	fs.DurationVar(&c.MaxStaleness, "max-staleness", 5*time.Second, "bounded reads fail closed when this member has not confirmed it is caught up with the leader for this long")
@@ -73,6 +77,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.TickInterval, "tick-interval", 100*time.Millisecond, "raft tick; heartbeats every tick")
 	fs.IntVar(&c.ElectionTicks, "election-ticks", 10, "ticks without a heartbeat before an election")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", 1<<20, "largest client request accepted")
+	fs.IntVar(&c.MaxInflight, "max-inflight", DefaultMaxInflight, "most client requests (gRPC and HTTP webhooks together) handled at once; beyond it requests are refused at once with RESOURCE_EXHAUSTED / HTTP 429 and a retry hint (health, readiness and /metrics are exempt; raft peer traffic has its own listener); 0 disables the bound")
+	fs.DurationVar(&c.OverloadRetryAfter, "overload-retry-after", time.Second, "wait suggested to a refused caller (gRPC RetryInfo and grpc-retry-pushback-ms, HTTP Retry-After), jittered by ±50%")
 	fs.DurationVar(&c.LastUsedInterval, "last-used-interval", time.Second, "how often uses are sent to the leader and the leader proposes one lastUsedAt batch; 0 disables lastUsedAt tracking")
 	fs.DurationVar(&c.LastUsedGranularity, "last-used-granularity", time.Second, "a use within this of the recorded lastUsedAt is not recorded again")
 	fs.IntVar(&c.LastUsedMaxPending, "last-used-max-pending", 100000, "most tokens with unreported uses held in memory; uses of further tokens are dropped and counted")
@@ -152,6 +158,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--listen-gossip %q: %w", c.ListenGossip, err)
 		}
 	}
+	if c.CleanupDeadAfter < 0 || (c.CleanupDeadAfter > 0 && c.ListenGossip == "") {
+		return errors.New("--autopilot-cleanup-dead-after needs --listen-gossip and must not be negative")
+	}
 	if c.BootstrapExpect < 0 || (c.BootstrapExpect > 0 && len(c.Join) == 0) {
 		return errors.New("--bootstrap-expect needs --join and must not be negative")
 	}
@@ -173,6 +182,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LastUsedInterval < 0 || c.LastUsedGranularity < 0 || c.LastUsedMaxPending <= 0 {
 		return errors.New("--last-used-interval and --last-used-granularity must not be negative, --last-used-max-pending must be positive")
+	}
+	if c.MaxInflight < 0 || c.OverloadRetryAfter <= 0 {
+		return errors.New("--max-inflight must not be negative and --overload-retry-after must be positive")
 	}
 	if c.MaxRequestBytes < 4096 {
 		return errors.New("--max-request-bytes must be at least 4096")

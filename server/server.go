@@ -30,9 +30,11 @@ type Server struct {
 	node    *raftstore.Node
 	state   *state.State
 	metrics *metrics
-	grpc    *grpc.Server
-	http    *http.Server
-	health  *health.Server
+	// admission bounds the client requests in flight (overload.go).
+	admission *admission
+	grpc      *grpc.Server
+	http      *http.Server
+	health    *health.Server
 	// lastUsed is nil when tracking is disabled.
 	lastUsed *lastused.Tracker
 	cancel   context.CancelFunc
@@ -148,10 +150,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		go func() { defer s.wg.Done(); s.lastUsed.Run(bg) }()
 	}
 	s.metrics.registerLastUsed(s.lastUsed)
+	if cfg.CleanupDeadAfter > 0 && s.disc != nil {
+		s.wg.Add(1)
+		go s.cleanupDeadLoop(bg)
+	}
 
+	// Admission runs first, so a refused request costs nothing further;
+	// the peer transport's grpc.Server above has none of this (overload.go).
+	s.admission = newAdmission(cfg.MaxInflight, cfg.OverloadRetryAfter, s.metrics.rejected)
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(s.deadlineInterceptor),
+		grpc.ChainUnaryInterceptor(s.admission.unaryInterceptor, s.deadlineInterceptor),
+		grpc.ChainStreamInterceptor(s.admission.streamInterceptor),
 	)
 	tokenstorev1.RegisterAuthServiceServer(s.grpc, &authService{s: s})
 	tokenstorev1.RegisterTokenServiceServer(s.grpc, &tokenService{s: s})

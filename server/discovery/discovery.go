@@ -69,6 +69,9 @@ type Discovery struct {
 	ml    *memberlist.Memberlist
 	mu    sync.Mutex
 	meta  Meta
+	// gone holds members memberlist declared dead or left; its member list
+	// no longer shows them.
+	gone  map[string]bool
 	stopc chan struct{}
 	wg    sync.WaitGroup
 }
@@ -83,7 +86,7 @@ func Start(cfg Config) (*Discovery, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip address %q: %w", cfg.Bind, err)
 	}
-	d := &Discovery{cfg: cfg, meta: cfg.Meta, stopc: make(chan struct{})}
+	d := &Discovery{cfg: cfg, meta: cfg.Meta, gone: map[string]bool{}, stopc: make(chan struct{})}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Meta.Name
 	mc.BindAddr, mc.BindPort = host, port
@@ -184,6 +187,11 @@ func (d *Discovery) Health(name string) string {
 			return stateName(n.State)
 		}
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gone[name] {
+		return "dead"
+	}
 	return "unknown"
 }
 
@@ -233,7 +241,13 @@ func (delegate) MergeRemoteState(buf []byte, join bool)     {}
 type events struct{ d *Discovery }
 
 func (e events) notify(n *memberlist.Node, dead bool) {
-	if e.d.cfg.OnUpdate == nil || n.Name == e.d.cfg.Meta.Name {
+	if n.Name == e.d.cfg.Meta.Name {
+		return
+	}
+	e.d.mu.Lock()
+	e.d.gone[n.Name] = dead
+	e.d.mu.Unlock()
+	if e.d.cfg.OnUpdate == nil {
 		return
 	}
 	p, ok := toPeer(n)
