@@ -33,5 +33,6 @@ func (s *Server) httpHandler() http.Handler {
 	for route, h := range s.webhookHandlers() { // auth_service.go
 		mux.Handle(route, h)
 	}
-	return mux
+	// Probes and /metrics are exempt from admission (overload.go).
+	return s.admission.httpHandler(mux)
 }

@@ -17,7 +17,10 @@ type metrics struct {
 	authByRes   []prometheus.Counter // indexed by DenyReason; 0 = authenticated
 	unavailable prometheus.Counter
 	proposals   *prometheus.CounterVec
-	authx       *authMetrics // auth_service.go
+	// rejected counts client requests refused by admission (overload.go),
+	// by listener.
+	rejected *prometheus.CounterVec
+	authx    *authMetrics // auth_service.go
 
 	lastUsedPerEntry prometheus.Histogram
 }
@@ -42,7 +45,10 @@ func newMetrics(s *Server) *metrics {
 	m.proposals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenstore_proposals_total", Help: "Writes proposed through raft by this member, by outcome.",
 	}, []string{"outcome"})
-	m.reg.MustRegister(m.unavailable, m.proposals)
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenstore_requests_rejected_total", Help: "Client requests refused at once (RESOURCE_EXHAUSTED / HTTP 429) because --max-inflight requests were in flight, by listener (grpc, http).",
+	}, []string{"listener"})
+	m.reg.MustRegister(m.unavailable, m.proposals, m.rejected)
 	gauge := func(name, help string, f func() float64) {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}

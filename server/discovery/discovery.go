@@ -65,10 +65,10 @@ type Config struct {
 
 // Discovery is a running gossip member.
 type Discovery struct {
-	cfg   Config
-	ml    *memberlist.Memberlist
-	mu    sync.Mutex
-	meta  Meta
+	cfg  Config
+	ml   *memberlist.Memberlist
+	mu   sync.Mutex
+	meta Meta
 	// gone holds members memberlist declared dead or left; its member list
 	// no longer shows them.
 	gone  map[string]bool
