@@ -30,7 +30,7 @@ done
 for _ in $(seq 1 100); do
   if "$BIN/tokenctl" status -o json 2>/dev/null | grep -q '"leader": {'; then break; fi
   for p in "${pids[@]}"; do
-    if ! kill -0 "$p" 2>/dev/null; then echo "a member exited; see $DATA/n*.log" >&2; tail -5 "$DATA"/n*.log >&2; exit 1; fi
+    if ! kill -0 "$p" 2>/dev/null; then echo "a member exited; see $DATA/n*.log" >&2; tail -n 5 "$DATA"/n*.log >&2; exit 1; fi
   done
   sleep 0.1
 done
