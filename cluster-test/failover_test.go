@@ -76,6 +76,11 @@ func TestLeaderSIGKILL(t *testing.T) {
 		}
 	}
 
+	// Every follower has applied the last create (a bounded read at the
+	// other follower could otherwise lag it by a few milliseconds).
+	for _, f := range c.Followers(leader) {
+		verify(ctx, t, f, bearers[len(bearers)-1], tokenstorev1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE)
+	}
 	c.Kill(leader)
 	survivors := c.Followers(leader)
 	if len(survivors) != 2 {

@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/raft/v3/raftpb"
@@ -31,11 +32,13 @@ func (n *Node) apply(ents []*raftpb.Entry) error {
 	if len(ents) == 0 {
 		return nil
 	}
+	start := time.Now()
 	applied := n.applied.Load()
 	var (
 		results    []appliedResult
 		memberOps  []func()
 		last, term uint64
+		fresh      int // entries not applied before
 	)
 	n.stateMu.RLock()
 	tx, err := n.state.db.Begin(true)
@@ -76,10 +79,12 @@ func (n *Node) apply(ents []*raftpb.Entry) error {
 			if skip {
 				break
 			}
+			name := memberName(tx, &cc) // before a removal deletes it
 			op, err := n.applyMembership(tx, &cc)
 			if err != nil {
 				return fmt.Errorf("apply entry %d: %w", e.GetIndex(), err)
 			}
+			memberOps = append(memberOps, func() { n.logMembershipChange(e.GetIndex(), &cc, name) })
 			if op != nil {
 				memberOps = append(memberOps, op)
 			}
@@ -91,6 +96,7 @@ func (n *Node) apply(ents []*raftpb.Entry) error {
 		}
 		if !skip {
 			last, term = e.GetIndex(), e.GetTerm()
+			fresh++
 		}
 	}
 	if last == 0 { // everything was a replay
@@ -102,6 +108,9 @@ func (n *Node) apply(ents []*raftpb.Entry) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit entries up to %d: %w", last, err)
 	}
+	if c, ok := n.sm.(Committer); ok {
+		c.Committed(last)
+	}
 	n.applied.Store(last)
 	n.appliedTerm.Store(term)
 	for _, op := range memberOps {
@@ -109,6 +118,8 @@ func (n *Node) apply(ents []*raftpb.Entry) error {
 	}
 	n.notifyApplied()
 	n.proposals.deliver(results)
+	n.metrics.EntriesApplied.Add(uint64(fresh))
+	n.metrics.ApplyDuration.Observe(time.Since(start))
 	return nil
 }
 
@@ -142,4 +153,39 @@ func (n *Node) applyMembership(tx *bolt.Tx, cc *raftpb.ConfChange) (func(), erro
 		return func() { n.trans.RemovePeer(id) }, nil
 	}
 	return nil, nil
+}
+
+// logMembershipChange writes the one line of a membership change, once it is
+// durable, on every member (raft's own lines about it are at debug).
+func (n *Node) logMembershipChange(index uint64, cc *raftpb.ConfChange, name string) {
+	change := map[raftpb.ConfChangeType]string{
+		raftpb.ConfChangeType_ConfChangeAddNode:        "voter added or promoted",
+		raftpb.ConfChangeType_ConfChangeAddLearnerNode: "learner added",
+		raftpb.ConfChangeType_ConfChangeRemoveNode:     "member removed",
+		raftpb.ConfChangeType_ConfChangeUpdateNode:     "member updated",
+	}[cc.GetType()]
+	if change == "" {
+		change = cc.GetType().String()
+	}
+	cs := n.confStateCopy()
+	n.log.Info("membership changed", "change", change, "name", name, "id", fmt.Sprintf("%016x", cc.GetNodeId()),
+		"index", index, "voters", len(cs.GetVoters()), "learners", len(cs.GetLearners()))
+}
+
+// memberName is the name of the member a configuration change is about, from
+// the change itself or, for a removal, from the members bucket.
+func memberName(tx *bolt.Tx, cc *raftpb.ConfChange) string {
+	if len(cc.GetContext()) > 0 {
+		m := &raftstorev1.Member{}
+		if proto.Unmarshal(cc.GetContext(), m) == nil && m.GetName() != "" {
+			return m.GetName()
+		}
+	}
+	members, _ := readMembers(tx)
+	for _, m := range members {
+		if m.GetId() == cc.GetNodeId() {
+			return m.GetName()
+		}
+	}
+	return ""
 }

@@ -60,6 +60,7 @@ type Node struct {
 	leaderC   chan struct{} // closed and replaced when the leader changes
 
 	proposals proposals
+	metrics   Metrics
 	reads     reads
 
 	fwdMu    sync.RWMutex
@@ -124,7 +125,7 @@ func Open(c Config) (*Node, error) {
 			return nil, fmt.Errorf("data directory %s has a raft log but no state database (%v): it is incomplete; restore it or remove the member and re-add it", cfg.DataDir, err)
 		}
 	}
-	if err := n.openState(statePath); err != nil {
+	if err := n.openState(statePath, ""); err != nil {
 		n.logs.Close()
 		return nil, err
 	}
@@ -151,6 +152,9 @@ func Open(c Config) (*Node, error) {
 			n.closeStores()
 			return nil, fmt.Errorf("load hard state: %w", err)
 		}
+		// Status and metrics report these before the first Ready.
+		n.term.Store(hs.GetTerm())
+		n.commit.Store(hs.GetCommit())
 	}
 	if err := n.mem.Append(ents); err != nil {
 		n.closeStores()
@@ -237,8 +241,10 @@ func Open(c Config) (*Node, error) {
 }
 
 // openState opens the state database at path and rebuilds the state
-// machine's in-memory state from it.
-func (n *Node) openState(path string) error {
+// machine's in-memory state from it. With installAs set (a snapshot being
+// installed), the file is renamed to installAs and replaces the current
+// database under stateMu, so readers see either database, never none.
+func (n *Node) openState(path, installAs string) error {
 	st, err := openStateDB(path)
 	if err != nil {
 		return err
@@ -261,6 +267,9 @@ func (n *Node) openState(path string) error {
 			if err := n.sm.Restore(tx); err != nil {
 				return fmt.Errorf("restore state machine: %w", err)
 			}
+			if c, ok := n.sm.(Committer); ok {
+				c.Committed(as.GetIndex())
+			}
 			return nil
 		})
 	}
@@ -269,8 +278,25 @@ func (n *Node) openState(path string) error {
 		return fmt.Errorf("open state database %s: %w", path, err)
 	}
 	n.stateMu.Lock()
+	defer n.stateMu.Unlock()
+	if installAs != "" {
+		if n.state != nil {
+			if err := n.state.Close(); err != nil {
+				st.Close()
+				return fmt.Errorf("close replaced state database: %w", err)
+			}
+		}
+		if err := os.Rename(path, installAs); err != nil {
+			st.Close()
+			return err
+		}
+		if err := syncDir(filepath.Dir(installAs)); err != nil {
+			st.Close()
+			return err
+		}
+		st.path = installAs
+	}
 	n.state = st
-	n.stateMu.Unlock()
 	return nil
 }
 
@@ -315,6 +341,7 @@ func (n *Node) run() {
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	isLeader := false
+	var lastLeader uint64 // the last leader known, kept while none is
 	for {
 		select {
 		case <-ticker.C:
@@ -324,7 +351,10 @@ func (n *Node) run() {
 				isLeader = rd.RaftState == raft.StateLeader
 				n.raftState.Store(rd.RaftState)
 				if old := n.leader.Swap(rd.Lead); old != rd.Lead {
-					n.log.Info("leader changed", "leader", fmt.Sprintf("%016x", rd.Lead))
+					n.logLeaderChange(rd, lastLeader)
+					if rd.Lead != 0 {
+						lastLeader = rd.Lead
+					}
 					n.notifyLeader()
 				}
 			}
@@ -380,6 +410,24 @@ func (n *Node) persist(rd raft.Ready) error {
 		return fmt.Errorf("append entries: %w", err)
 	}
 	return nil
+}
+
+// logLeaderChange writes the one log line of a leader change: when a new
+// leader is known, not when the old one is lost (an election in progress
+// would otherwise log twice; losing quorum shows in readiness and in raft's
+// own warning). raft's own election chatter is at debug (logger.go).
+func (n *Node) logLeaderChange(rd raft.Ready, previous uint64) {
+	if rd.Lead == 0 {
+		n.log.Debug("leader lost", "previous", fmt.Sprintf("%016x", previous))
+		return
+	}
+	n.metrics.LeaderChanges.Add(1)
+	term := n.term.Load()
+	if rd.HardState != nil && rd.HardState.GetTerm() > term {
+		term = rd.HardState.GetTerm()
+	}
+	n.log.Info("leader changed", "leader", fmt.Sprintf("%016x", rd.Lead), "previous", fmt.Sprintf("%016x", previous),
+		"term", term, "self", rd.Lead == n.cfg.ID)
 }
 
 func (n *Node) notifyApplied() {
@@ -485,6 +533,7 @@ func (n *Node) ReportSnapshot(id uint64, ok bool) {
 	st := raft.SnapshotFinish
 	if !ok {
 		st = raft.SnapshotFailure
+		n.metrics.SnapshotSendFailures.Add(1)
 	}
 	n.raft.ReportSnapshot(id, st)
 }

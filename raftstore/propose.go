@@ -98,7 +98,8 @@ func (p *proposals) failAll(error) {
 // When no leader is known the proposal is retried until ctx ends (it cannot
 // have entered any log). Once raft has taken it, it is never re-proposed:
 // if ctx ends first the error wraps ErrOutcomeUnknown.
-func (n *Node) Propose(ctx context.Context, payload []byte) (Result, error) {
+func (n *Node) Propose(ctx context.Context, payload []byte) (_ Result, err error) {
+	defer func() { n.metrics.proposalDone(err) }()
 	id, ch := n.proposals.register()
 	defer n.proposals.cancel(id)
 	data, err := proto.Marshal(&raftstorev1.Entry{

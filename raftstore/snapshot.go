@@ -64,6 +64,7 @@ func (n *Node) OpenSnapshot(m *raftpb.Message) (*SnapshotStream, error) {
 		pw.CloseWithError(err)
 		tx.Rollback()
 	}()
+	n.metrics.SnapshotSends.Add(1)
 	n.log.Info("sending snapshot", "to", fmt.Sprintf("%016x", m.GetTo()), "index", as.GetIndex(), "bytes", size)
 	return &SnapshotStream{Message: msg, Size: size, ReadCloser: pr}, nil
 }
@@ -76,7 +77,9 @@ func (n *Node) ReceiveSnapshot(ctx context.Context, m *raftpb.Message, db io.Rea
 		os.Remove(path)
 		return fmt.Errorf("receive snapshot at %d: %w", index, err)
 	}
-	n.log.Info("received snapshot", "from", fmt.Sprintf("%016x", m.GetFrom()), "index", index)
+	n.metrics.SnapshotsReceived.Add(1)
+	// "installed snapshot" is the line an operator sees; this one is detail.
+	n.log.Debug("received snapshot", "from", fmt.Sprintf("%016x", m.GetFrom()), "index", index)
 	return n.raft.Step(ctx, m)
 }
 
@@ -89,21 +92,10 @@ func (n *Node) installSnapshot(snap *raftpb.Snapshot) error {
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("install snapshot at %d: received database missing: %w", index, err)
 	}
-	statePath := filepath.Join(n.cfg.DataDir, "state.db")
-	n.stateMu.Lock()
-	err := n.state.Close()
-	n.state = nil
-	n.stateMu.Unlock()
-	if err != nil {
-		return fmt.Errorf("install snapshot at %d: close state database: %w", index, err)
-	}
-	if err := os.Rename(path, statePath); err != nil {
-		return fmt.Errorf("install snapshot at %d: %w", index, err)
-	}
-	if err := syncDir(n.cfg.DataDir); err != nil {
-		return fmt.Errorf("install snapshot at %d: %w", index, err)
-	}
-	if err := n.openState(statePath); err != nil {
+	// Opened and restored at its received path, then renamed over state.db
+	// and swapped in under the lock: a concurrent read never finds the
+	// node without a database.
+	if err := n.openState(path, filepath.Join(n.cfg.DataDir, "state.db")); err != nil {
 		return fmt.Errorf("install snapshot at %d: %w", index, err)
 	}
 	members, err := n.members()
@@ -125,6 +117,7 @@ func (n *Node) installSnapshot(snap *raftpb.Snapshot) error {
 	n.publishConfState()
 	n.notifyApplied()
 	removeIncomingSnapshots(n.cfg.DataDir)
+	n.metrics.SnapshotsInstalled.Add(1)
 	n.log.Info("installed snapshot", "index", index)
 	return nil
 }
@@ -158,6 +151,7 @@ func (n *Node) maybeSnapshot() error {
 		}
 	}
 	n.snapshotIndex = applied
+	n.metrics.SnapshotsTaken.Add(1)
 	n.log.Info("snapshot taken", "index", applied, "compacted_to", compactTo)
 	return nil
 }

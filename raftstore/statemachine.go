@@ -28,12 +28,22 @@ type StateMachine interface {
 	// err means the member cannot go on (an undecodable payload, a storage
 	// failure): the node stops rather than diverge.
 	//
-	// In-memory changes may be made during Apply; they become visible before
-	// the transaction commits, which is safe because the entry is already
-	// committed by the cluster.
+	// In-memory changes made during Apply should stay private until
+	// Committed is called (see Committer), so a reader never sees state
+	// that does not match a revision.
 	Apply(tx *bolt.Tx, index uint64, payload []byte) (result any, err error)
 
 	// Restore rebuilds in-memory state from the state database: at start and
 	// after a snapshot from the leader replaced the database.
 	Restore(tx *bolt.Tx) error
+}
+
+// Committer is implemented by a StateMachine whose in-memory state is
+// published in steps: Committed(index) is called, on the apply loop, once
+// the transaction holding every entry up to index has committed (and after
+// Restore, with the restored index), before the node reports index as
+// applied. A state machine publishes its staged changes there and can stamp
+// answers with exactly the revision they were computed at.
+type Committer interface {
+	Committed(index uint64)
 }

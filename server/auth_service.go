@@ -51,6 +51,8 @@ type authRequest struct {
 	consistency tokenstorev1.ReadConsistency
 	// from names the caller in logs; gRPC callers are found from ctx.
 	from string
+	// path is the interface it came in by, for metrics.
+	path authPath
 }
 
 // authAnswer is the answer: a decision at a revision.
@@ -66,10 +68,11 @@ var errSlowHashBusy = status.Error(codes.ResourceExhausted,
 	"every slow-hash (scrypt) verification slot is busy; retry in a second")
 
 func (s *Server) authenticate(ctx context.Context, req authRequest) (authAnswer, error) {
+	start := time.Now()
 	id, secret, ok := token.Parse(req.token)
 	if !ok {
 		p := token.Diagnose(req.token)
-		s.metrics.auth(tokenstorev1.DenyReason_DENY_REASON_MALFORMED)
+		s.metrics.authAnswered(req.path, tokenstorev1.DenyReason_DENY_REASON_MALFORMED, start)
 		s.metrics.authx.refusedMalformed(ctx, p, req.from)
 		return authAnswer{
 			Decision: state.Decision{Reason: tokenstorev1.DenyReason_DENY_REASON_MALFORMED},
@@ -81,14 +84,14 @@ func (s *Server) authenticate(ctx context.Context, req authRequest) (authAnswer,
 		s.metrics.unavailable.Inc()
 		return authAnswer{}, err
 	}
-	rev := s.node.AppliedIndex()
 	now := time.Now()
 	d := s.state.Check(id, secret, req.audiences, now)
+	rev := d.Revision // exactly the state the decision was read from
 	if d.Busy {
 		s.metrics.authx.overloaded.Inc()
 		return authAnswer{}, errSlowHashBusy
 	}
-	s.metrics.auth(d.Reason)
+	s.metrics.authAnswered(req.path, d.Reason, start)
 	if d.Authenticated && s.lastUsed != nil {
 		s.lastUsed.Record(d.TokenID, now.UnixNano(), d.LastUsed)
 	}
@@ -141,10 +144,10 @@ func (a *authService) Authenticate(ctx context.Context, req *tokenstorev1.Authen
 // webhookAuthenticator answers TokenReviews through the shared path at the
 // member's default read consistency, within --request-timeout as a gRPC
 // request without a deadline is.
-func (s *Server) webhookAuthenticator(ctx context.Context, r webhook.Review) (webhook.Answer, error) {
+func (s *Server) webhookAuthenticator(ctx context.Context, r webhook.Review, path authPath) (webhook.Answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	ans, err := s.authenticate(ctx, authRequest{token: r.Token, audiences: r.Audiences, from: r.RemoteAddr})
+	ans, err := s.authenticate(ctx, authRequest{token: r.Token, audiences: r.Audiences, from: r.RemoteAddr, path: path})
 	if err != nil {
 		if errors.Is(err, errSlowHashBusy) {
 			return webhook.Answer{}, &webhook.Overloaded{RetryAfter: slowHashRetryAfter, Reason: status.Convert(err).Message()}
@@ -177,12 +180,17 @@ func (s *Server) webhookHandlers() map[string]http.Handler {
 		return func(code int) { s.metrics.authx.webhook.WithLabelValues(endpoint, strconv.Itoa(code)).Inc() }
 	}
 	max := int64(s.cfg.MaxRequestBytes)
-	review := webhook.New(webhook.Config{Authenticate: s.webhookAuthenticator, MaxBodyBytes: max,
+	on := func(p authPath) webhook.Authenticator {
+		return func(ctx context.Context, r webhook.Review) (webhook.Answer, error) {
+			return s.webhookAuthenticator(ctx, r, p)
+		}
+	}
+	review := webhook.New(webhook.Config{Authenticate: on(pathTokenReview), MaxBodyBytes: max,
 		DefaultVersion: webhook.VersionV1, Observe: observe("tokenreviews")})
 	return map[string]http.Handler{
 		"POST /apis/authentication.k8s.io/v1/tokenreviews":      review,
 		"POST /apis/authentication.k8s.io/v1beta1/tokenreviews": review,
-		"POST /v1/authenticate": webhook.New(webhook.Config{Authenticate: s.webhookAuthenticator, MaxBodyBytes: max,
+		"POST /v1/authenticate": webhook.New(webhook.Config{Authenticate: on(pathRancher), MaxBodyBytes: max,
 			DefaultVersion: webhook.VersionV1beta1, Rancher: true, Observe: observe("rancher")}),
 	}
 }

@@ -39,7 +39,9 @@ type Config struct {
 	ReadConsistency     string
 	MaxStaleness        time.Duration
 	RequestTimeout      time.Duration
+	ShutdownDelay       time.Duration
 	SnapshotCount       uint64
+	CatchUpEntries      uint64
 	TickInterval        time.Duration
 	ElectionTicks       int
 	MaxRequestBytes     int
@@ -73,7 +75,9 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ReadConsistency, "read-consistency", "bounded", "default read consistency: bounded (local state confirmed within --max-staleness) or linearizable (ReadIndex per batch of reads)")
 	fs.DurationVar(&c.MaxStaleness, "max-staleness", 5*time.Second, "bounded reads fail closed when this member has not confirmed it is caught up with the leader for this long")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "deadline for a request that brings none")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep answering requests this long after readiness turns false and leadership is handed over, so load balancers stop sending new ones before the listeners close (a few seconds behind a Kubernetes Service)")
 	fs.Uint64Var(&c.SnapshotCount, "snapshot-count", 10000, "applied entries between snapshots (the log is compacted behind each)")
+	fs.Uint64Var(&c.CatchUpEntries, "catch-up-entries", 5000, "entries kept in the log behind each snapshot, so a slightly lagging follower catches up from the log rather than a snapshot")
 	fs.DurationVar(&c.TickInterval, "tick-interval", 100*time.Millisecond, "raft tick; heartbeats every tick")
 	fs.IntVar(&c.ElectionTicks, "election-ticks", 10, "ticks without a heartbeat before an election")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", 1<<20, "largest client request accepted")
@@ -83,7 +87,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.LastUsedGranularity, "last-used-granularity", time.Second, "a use within this of the recorded lastUsedAt is not recorded again")
 	fs.IntVar(&c.LastUsedMaxPending, "last-used-max-pending", 100000, "most tokens with unreported uses held in memory; uses of further tokens are dropped and counted")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.LogFormat, "log-format", "auto", "text, json, or auto: text when stderr is a terminal, JSON otherwise (a container, a file, a log collector)")
 }
 
 // LoadEnvAndFile fills flags not set on the command line from the
@@ -173,6 +177,9 @@ func (c *Config) Validate() error {
 	case "bounded", "linearizable":
 	default:
 		return fmt.Errorf("--read-consistency %q: want bounded or linearizable", c.ReadConsistency)
+	}
+	if c.ShutdownDelay < 0 {
+		return errors.New("--shutdown-delay must not be negative")
 	}
 	if c.MaxStaleness <= 0 || c.RequestTimeout <= 0 || c.TickInterval <= 0 || c.ElectionTicks < 2 {
 		return errors.New("--max-staleness, --request-timeout and --tick-interval must be positive and --election-ticks at least 2")

@@ -23,7 +23,7 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("GET /livez", live)
 	mux.HandleFunc("GET /healthz", live)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := s.node.BoundedReadCheck(); err != nil {
+		if err := s.readyErr(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -43,6 +44,9 @@ type Server struct {
 	meta  discovery.Meta
 	wg    sync.WaitGroup
 	stopc chan struct{}
+	// draining is set once Stop begins: readiness is false from then on
+	// while requests are still answered (--shutdown-delay).
+	draining atomic.Bool
 
 	clientAddr string
 }
@@ -127,7 +131,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		InitialCluster: p.initial, JoinMembers: p.join, ForceNewCluster: cfg.ForceNewCluster,
 		PeerAddress: cfg.AdvertisePeer, ClientAddress: cfg.AdvertiseClient,
 		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks,
-		SnapshotCount: cfg.SnapshotCount, MaxStaleness: cfg.MaxStaleness,
+		SnapshotCount: cfg.SnapshotCount, CatchUpEntries: cfg.CatchUpEntries, MaxStaleness: cfg.MaxStaleness,
 		StateMachine: s.state, Transport: tr, Logger: log,
 	})
 	if err != nil {
@@ -142,6 +146,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.refreshPeerAddresses()
 	}
 	s.metrics = newMetrics(s)
+	s.wg.Add(1)
+	go s.probePeers() // metrics.go
 	bg, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	if cfg.LastUsedInterval > 0 {
@@ -160,7 +166,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.admission = newAdmission(cfg.MaxInflight, cfg.OverloadRetryAfter, s.metrics.rejected)
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(s.admission.unaryInterceptor, s.deadlineInterceptor),
+		grpc.ChainUnaryInterceptor(s.admission.unaryInterceptor, s.metrics.unaryInterceptor, s.deadlineInterceptor),
 		grpc.ChainStreamInterceptor(s.admission.streamInterceptor),
 	)
 	tokenstorev1.RegisterAuthServiceServer(s.grpc, &authService{s: s})
@@ -196,19 +202,37 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 // Node is the member's raft node.
 func (s *Server) Node() *raftstore.Node { return s.node }
 
-// Stop shuts the member down: a leader first hands leadership to a caught-up
-// follower so the cluster does not wait out an election timeout, in-flight
-// requests finish, then raft and storage stop.
+// Stop shuts the member down (on SIGTERM, as a StatefulSet rolling update
+// or a scale-down sends it) without failing a request:
+//
+//  1. readiness turns false (/readyz 503, gRPC health NOT_SERVING), so load
+//     balancers and kube-proxy stop sending new requests here;
+//  2. a leader hands leadership to the most caught-up voter, so the cluster
+//     does not wait out an election timeout (about a round trip instead of
+//     a second or more without a leader);
+//  3. requests are still answered for --shutdown-delay after the signal:
+//     endpoint removal takes a moment to propagate, and a connection
+//     refused meanwhile is an error kube-apiserver's webhook client does
+//     not retry;
+//  4. the listeners close, in-flight requests finish (up to 5 s each for
+//     gRPC and HTTP), then raft and storage stop.
 func (s *Server) Stop() {
 	select {
 	case <-s.stopc:
 		return
 	default:
 	}
+	drained := time.After(s.cfg.ShutdownDelay)
+	s.draining.Store(true)
 	close(s.stopc)
-	s.transferLeadership()
-	s.cancel()
 	s.health.Shutdown()
+	s.transferLeadership()
+	if s.cfg.ShutdownDelay > 0 {
+		s.log.Info("draining before shutdown", "shutdown_delay", s.cfg.ShutdownDelay.String())
+		<-drained
+		s.transferLeadership() // in case an election made this member leader again meanwhile
+	}
+	s.cancel()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
 	select {
@@ -263,6 +287,16 @@ func (s *Server) transferLeadership() {
 	s.log.Info("handed leadership over before shutdown", "to", fmt.Sprintf("%016x", best))
 }
 
+// readyErr says why this member must not get new requests from a load
+// balancer, or nil: it is shutting down, or it cannot serve bounded reads.
+// It backs /readyz and the gRPC health status.
+func (s *Server) readyErr() error {
+	if s.draining.Load() {
+		return errors.New("shutting down")
+	}
+	return s.node.BoundedReadCheck()
+}
+
 // healthLoop keeps the gRPC health status in step with read readiness.
 func (s *Server) healthLoop() {
 	defer s.wg.Done()
@@ -271,7 +305,7 @@ func (s *Server) healthLoop() {
 	last := healthpb.HealthCheckResponse_UNKNOWN
 	for {
 		st := healthpb.HealthCheckResponse_NOT_SERVING
-		if s.node.BoundedReadCheck() == nil {
+		if s.readyErr() == nil {
 			st = healthpb.HealthCheckResponse_SERVING
 		}
 		if st != last {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/tokenstore/tokenstore/raftstore"
 	"github.com/tokenstore/tokenstore/server"
@@ -103,11 +104,21 @@ func newLogger(level, format string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: l}
-	switch strings.ToLower(format) {
+	format = strings.ToLower(format)
+	if format == "auto" {
+		// A person at a terminal reads text; anything else (a container's
+		// log, a file, a collector) is better served by one JSON object per
+		// line.
+		format = "json"
+		if term.IsTerminal(int(os.Stderr.Fd())) {
+			format = "text"
+		}
+	}
+	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	return nil, fmt.Errorf("--log-format %q: want text, json or auto", format)
 }

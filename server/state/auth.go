@@ -119,6 +119,8 @@ type Decision struct {
 	Audiences []string
 	// LastUsed is the stored lastUsedAt (unix nanoseconds) of the token.
 	LastUsed int64
+	// Revision is the raft index of the state the decision was read from.
+	Revision uint64
 	// Busy says no answer was computed: the token has a slow (scrypt)
 	// hash not yet verified on this member, and as many slow verifications
 	// as there are CPUs are running. The caller should answer "overloaded,
@@ -144,7 +146,14 @@ func (s *State) Authenticate(bearer string, now time.Time) Decision {
 func (s *State) Check(id, secret string, audiences []string, now time.Time) Decision {
 	s.mu.RLock()
 	e := s.tokens[id]
+	rev := s.rev
 	s.mu.RUnlock()
+	d := s.check(e, id, secret, audiences, now)
+	d.Revision = rev
+	return d
+}
+
+func (s *State) check(e *entry, id, secret string, audiences []string, now time.Time) Decision {
 	if e == nil {
 		return Decision{Reason: tokenstorev1.DenyReason_DENY_REASON_UNKNOWN, TokenID: id}
 	}

@@ -96,6 +96,7 @@ func buildBenchIndex(path string, n int) benchIndex {
 		if err != nil {
 			return benchIndex{err: fmt.Errorf("build %d tokens: %w", n, err)}
 		}
+		s.Committed(index)
 	}
 	if got := s.TokenCount(); got != n {
 		return benchIndex{err: fmt.Errorf("index holds %d tokens, applied %d", got, n)}

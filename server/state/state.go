@@ -50,6 +50,12 @@ type Outcome struct {
 type State struct {
 	mu     sync.RWMutex
 	tokens map[string]*entry
+	// rev is the revision (raft index) tokens reflects: changes staged in
+	// pending during Apply are published with it in Committed, so an
+	// answer's revision always matches the state it was computed from.
+	rev uint64
+	// pending is only touched on the apply loop.
+	pending map[string]*entry
 
 	// slow bounds the slow (scrypt) verifications running at once to the
 	// CPUs: a burst of them must not take every core from the fast path.
@@ -59,7 +65,7 @@ type State struct {
 
 // New returns an empty State; raftstore calls Init and Restore on it.
 func New() *State {
-	return &State{tokens: map[string]*entry{}, slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))}
+	return &State{tokens: map[string]*entry{}, pending: map[string]*entry{}, slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))}
 }
 
 // Init implements raftstore.StateMachine.
@@ -103,7 +109,31 @@ func (s *State) Restore(tx *bolt.Tx) error {
 	s.mu.Lock()
 	s.tokens = tokens
 	s.mu.Unlock()
+	clear(s.pending)
 	return nil
+}
+
+// Committed implements raftstore.Committer: the changes applied up to
+// index are durable; publish them.
+func (s *State) Committed(index uint64) {
+	s.mu.Lock()
+	for id, e := range s.pending {
+		s.tokens[id] = e
+	}
+	s.rev = index
+	s.mu.Unlock()
+	clear(s.pending)
+}
+
+// current is a token's entry as the apply loop sees it: staged, else
+// published.
+func (s *State) current(id string) *entry {
+	if e, ok := s.pending[id]; ok {
+		return e
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.tokens[id]
 }
 
 // Apply implements raftstore.StateMachine.
@@ -153,9 +183,7 @@ func (s *State) putRecord(b *bolt.Bucket, r *raftstorev1.TokenRecord) error {
 	if err := b.Put([]byte(r.GetId()), v); err != nil {
 		return fmt.Errorf("store token %q: %w", r.GetId(), err)
 	}
-	s.mu.Lock()
-	s.tokens[r.GetId()] = newEntry(r, s.tokens[r.GetId()])
-	s.mu.Unlock()
+	s.pending[r.GetId()] = newEntry(r, s.current(r.GetId()))
 	return nil
 }
 
@@ -287,10 +315,8 @@ func (s *State) applyRevoke(b *bolt.Bucket, index uint64, rv *raftstorev1.Revoke
 // reported), commutative and idempotent; unknown ids are ignored.
 func (s *State) applyLastUsed(b *bolt.Bucket, l *raftstorev1.RecordLastUsed) error {
 	for _, u := range l.GetUses() {
-		s.mu.RLock()
-		e, ok := s.tokens[u.GetId()]
-		s.mu.RUnlock()
-		if !ok || u.GetUnixNano() <= e.lastUsed {
+		e := s.current(u.GetId())
+		if e == nil || u.GetUnixNano() <= e.lastUsed {
 			continue
 		}
 		r, err := getRecord(b, u.GetId())

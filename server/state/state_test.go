@@ -16,7 +16,8 @@ import (
 )
 
 // fixture is a State over a real bbolt file, applying commands the way
-// raftstore does: one transaction per batch, increasing indexes.
+// raftstore does: one transaction per batch, increasing indexes, then
+// Committed.
 type fixture struct {
 	t     *testing.T
 	db    *bolt.DB
@@ -54,6 +55,7 @@ func (f *fixture) apply(cmd *raftstorev1.Command) Outcome {
 	if err != nil {
 		f.t.Fatalf("apply: %v", err)
 	}
+	f.s.Committed(f.index) // as raftstore does once the transaction committed
 	out, _ := res.(Outcome)
 	return out
 }
@@ -290,5 +292,32 @@ func TestLastUsedIsCommutativeAndIdempotent(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestChangesPublishAtCommitWithTheirRevision: a change applied but not yet
+// committed is invisible, and once published, answers carry its revision,
+// so a revision always names the state an answer was read from.
+func TestChangesPublishAtCommitWithTheirRevision(t *testing.T) {
+	f := newFixture(t)
+	c := f.create("alice", 0)
+	before := f.s.Authenticate(c.bearer, time.Now())
+	if !before.Authenticated || before.Revision != f.index {
+		t.Fatalf("after create at %d: %+v", f.index, before)
+	}
+	yes := true
+	b, _ := proto.Marshal(update(c.id, &yes))
+	if err := f.db.Update(func(tx *bolt.Tx) error {
+		_, err := f.s.Apply(tx, f.index+1, b)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.s.Authenticate(c.bearer, time.Now()); !d.Authenticated || d.Revision != f.index {
+		t.Fatalf("uncommitted disable visible: %+v", d)
+	}
+	f.s.Committed(f.index + 1)
+	if d := f.s.Authenticate(c.bearer, time.Now()); d.Reason != tokenstorev1.DenyReason_DENY_REASON_DISABLED || d.Revision != f.index+1 {
+		t.Fatalf("after commit: %+v", d)
 	}
 }
