@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -56,7 +57,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 	root.SetErr(a.stderr)
 	cmd, err := root.ExecuteContextC(ctx)
 	code := exitCode(err, a.ranCommand)
-	if err != nil {
+	if err != nil && !errors.Is(err, errNo) { // "auth can-i" answered no: exit 1, silently
 		fmt.Fprintf(a.stderr, "error: %s\n", errorLine(err))
 		if code == ExitUsage {
 			if cmd == nil {
@@ -95,6 +96,8 @@ token is accepted.`,
 		a.newMemberCommand(),
 		a.newLeaderCommand(),
 		a.newSnapshotCommand(),
+		a.newRBACCommand(),
+		a.newAuthCommand(),
 		a.newVersionCommand(),
 	)
 	return root

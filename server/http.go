@@ -33,6 +33,9 @@ func (s *Server) httpHandler() http.Handler {
 	for route, h := range s.webhookHandlers() { // auth_service.go
 		mux.Handle(route, h)
 	}
+	for route, h := range s.rbac.handlers() { // rbac_service.go: SubjectAccessReview
+		mux.Handle(route, h)
+	}
 	// Probes and /metrics are exempt from admission (overload.go).
 	return s.admission.httpHandler(mux)
 }

@@ -38,7 +38,9 @@ type Server struct {
 	health    *health.Server
 	// lastUsed is nil when tracking is disabled.
 	lastUsed *lastused.Tracker
-	cancel   context.CancelFunc
+	// rbac answers authorization (rbac_service.go).
+	rbac   *rbacService
+	cancel context.CancelFunc
 	// disc is nil without --listen-gossip.
 	disc  *discovery.Discovery
 	meta  discovery.Meta
@@ -169,7 +171,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.admission.unaryInterceptor, s.metrics.unaryInterceptor, s.deadlineInterceptor),
 		grpc.ChainStreamInterceptor(s.admission.streamInterceptor),
 	)
+	s.rbac = newRBACService(s)
 	tokenstorev1.RegisterAuthServiceServer(s.grpc, &authService{s: s})
+	tokenstorev1.RegisterRBACServiceServer(s.grpc, s.rbac)
 	tokenstorev1.RegisterTokenServiceServer(s.grpc, &tokenService{s: s})
 	tokenstorev1.RegisterClusterServiceServer(s.grpc, &clusterService{s: s})
 	s.health = health.NewServer()
@@ -223,9 +227,9 @@ func (s *Server) Stop() {
 	default:
 	}
 	drained := time.After(s.cfg.ShutdownDelay)
+	s.health.Shutdown()
 	s.draining.Store(true)
 	close(s.stopc)
-	s.health.Shutdown()
 	s.transferLeadership()
 	if s.cfg.ShutdownDelay > 0 {
 		s.log.Info("draining before shutdown", "shutdown_delay", s.cfg.ShutdownDelay.String())

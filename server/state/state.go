@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
+	"github.com/tokenstore/tokenstore/server/rbac"
 )
 
 // FormatVersion is the layout version of the buckets this package owns.
@@ -61,11 +62,14 @@ type State struct {
 	// CPUs: a burst of them must not take every core from the fast path.
 	slow         chan struct{}
 	foreignStats foreignCounters
+
+	// rbac holds the RBAC objects (its own buckets; package rbac).
+	rbac *rbac.Store
 }
 
 // New returns an empty State; raftstore calls Init and Restore on it.
 func New() *State {
-	return &State{tokens: map[string]*entry{}, pending: map[string]*entry{}, slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))}
+	return &State{tokens: map[string]*entry{}, pending: map[string]*entry{}, slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))), rbac: rbac.NewStore()}
 }
 
 // Init implements raftstore.StateMachine.
@@ -75,6 +79,9 @@ func (s *State) Init(tx *bolt.Tx) error {
 		return err
 	}
 	if _, err := tx.CreateBucketIfNotExists(tokensBucket); err != nil {
+		return err
+	}
+	if err := s.rbac.Init(tx); err != nil {
 		return err
 	}
 	v := meta.Get(keyVersion)
@@ -110,8 +117,11 @@ func (s *State) Restore(tx *bolt.Tx) error {
 	s.tokens = tokens
 	s.mu.Unlock()
 	clear(s.pending)
-	return nil
+	return s.rbac.Restore(tx)
 }
+
+// RBAC is the RBAC store: its View answers authorization questions.
+func (s *State) RBAC() *rbac.Store { return s.rbac }
 
 // Committed implements raftstore.Committer: the changes applied up to
 // index are durable; publish them.
@@ -123,6 +133,7 @@ func (s *State) Committed(index uint64) {
 	s.rev = index
 	s.mu.Unlock()
 	clear(s.pending)
+	s.rbac.Committed(index)
 }
 
 // current is a token's entry as the apply loop sees it: staged, else
@@ -154,6 +165,10 @@ func (s *State) Apply(tx *bolt.Tx, index uint64, payload []byte) (any, error) {
 		return nil, s.applyLastUsed(b, op.RecordLastUsed)
 	case *raftstorev1.Command_ImportTokens:
 		return s.applyImport(b, index, op.ImportTokens)
+	case *raftstorev1.Command_ApplyRbac:
+		return s.rbac.Apply(tx, index, op.ApplyRbac)
+	case *raftstorev1.Command_DeleteRbac:
+		return s.rbac.Delete(tx, index, op.DeleteRbac)
 	case nil:
 		// A command from a newer binary with an op this one does not know:
 		// applying it as a no-op would diverge from members that know it.

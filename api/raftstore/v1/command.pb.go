@@ -33,6 +33,8 @@ type Command struct {
 	//	*Command_RevokeToken
 	//	*Command_RecordLastUsed
 	//	*Command_ImportTokens
+	//	*Command_ApplyRbac
+	//	*Command_DeleteRbac
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -120,6 +122,24 @@ func (x *Command) GetImportTokens() *ImportTokens {
 	return nil
 }
 
+func (x *Command) GetApplyRbac() *ApplyRBAC {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ApplyRbac); ok {
+			return x.ApplyRbac
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteRbac() *DeleteRBAC {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteRbac); ok {
+			return x.DeleteRbac
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -148,6 +168,15 @@ type Command_ImportTokens struct {
 	ImportTokens *ImportTokens `protobuf:"bytes,5,opt,name=import_tokens,json=importTokens,proto3,oneof"`
 }
 
+type Command_ApplyRbac struct {
+	// apply_rbac and delete_rbac change the RBAC objects (rbac.proto).
+	ApplyRbac *ApplyRBAC `protobuf:"bytes,10,opt,name=apply_rbac,json=applyRbac,proto3,oneof"`
+}
+
+type Command_DeleteRbac struct {
+	DeleteRbac *DeleteRBAC `protobuf:"bytes,11,opt,name=delete_rbac,json=deleteRbac,proto3,oneof"`
+}
+
 func (*Command_CreateToken) isCommand_Op() {}
 
 func (*Command_UpdateToken) isCommand_Op() {}
@@ -157,6 +186,10 @@ func (*Command_RevokeToken) isCommand_Op() {}
 func (*Command_RecordLastUsed) isCommand_Op() {}
 
 func (*Command_ImportTokens) isCommand_Op() {}
+
+func (*Command_ApplyRbac) isCommand_Op() {}
+
+func (*Command_DeleteRbac) isCommand_Op() {}
 
 // User is the identity a token maps to.
 type User struct {
@@ -795,13 +828,18 @@ var File_raftstore_v1_command_proto protoreflect.FileDescriptor
 
 const file_raftstore_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1araftstore/v1/command.proto\x12\fraftstore.v1\"\xdc\x02\n" +
+	"\x1araftstore/v1/command.proto\x12\fraftstore.v1\x1a\x17raftstore/v1/rbac.proto\"\xd3\x03\n" +
 	"\aCommand\x12>\n" +
 	"\fcreate_token\x18\x01 \x01(\v2\x19.raftstore.v1.CreateTokenH\x00R\vcreateToken\x12>\n" +
 	"\fupdate_token\x18\x02 \x01(\v2\x19.raftstore.v1.UpdateTokenH\x00R\vupdateToken\x12>\n" +
 	"\frevoke_token\x18\x03 \x01(\v2\x19.raftstore.v1.RevokeTokenH\x00R\vrevokeToken\x12H\n" +
 	"\x10record_last_used\x18\x04 \x01(\v2\x1c.raftstore.v1.RecordLastUsedH\x00R\x0erecordLastUsed\x12A\n" +
-	"\rimport_tokens\x18\x05 \x01(\v2\x1a.raftstore.v1.ImportTokensH\x00R\fimportTokensB\x04\n" +
+	"\rimport_tokens\x18\x05 \x01(\v2\x1a.raftstore.v1.ImportTokensH\x00R\fimportTokens\x128\n" +
+	"\n" +
+	"apply_rbac\x18\n" +
+	" \x01(\v2\x17.raftstore.v1.ApplyRBACH\x00R\tapplyRbac\x12;\n" +
+	"\vdelete_rbac\x18\v \x01(\v2\x18.raftstore.v1.DeleteRBACH\x00R\n" +
+	"deleteRbacB\x04\n" +
 	"\x02op\"\xd6\x01\n" +
 	"\x04User\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x10\n" +
@@ -886,6 +924,8 @@ var file_raftstore_v1_command_proto_goTypes = []any{
 	(*LastUsed)(nil),       // 9: raftstore.v1.LastUsed
 	nil,                    // 10: raftstore.v1.User.ExtraEntry
 	nil,                    // 11: raftstore.v1.TokenRecord.LabelsEntry
+	(*ApplyRBAC)(nil),      // 12: raftstore.v1.ApplyRBAC
+	(*DeleteRBAC)(nil),     // 13: raftstore.v1.DeleteRBAC
 }
 var file_raftstore_v1_command_proto_depIdxs = []int32{
 	4,  // 0: raftstore.v1.Command.create_token:type_name -> raftstore.v1.CreateToken
@@ -893,18 +933,20 @@ var file_raftstore_v1_command_proto_depIdxs = []int32{
 	6,  // 2: raftstore.v1.Command.revoke_token:type_name -> raftstore.v1.RevokeToken
 	8,  // 3: raftstore.v1.Command.record_last_used:type_name -> raftstore.v1.RecordLastUsed
 	7,  // 4: raftstore.v1.Command.import_tokens:type_name -> raftstore.v1.ImportTokens
-	10, // 5: raftstore.v1.User.extra:type_name -> raftstore.v1.User.ExtraEntry
-	1,  // 6: raftstore.v1.TokenRecord.user:type_name -> raftstore.v1.User
-	11, // 7: raftstore.v1.TokenRecord.labels:type_name -> raftstore.v1.TokenRecord.LabelsEntry
-	3,  // 8: raftstore.v1.CreateToken.record:type_name -> raftstore.v1.TokenRecord
-	3,  // 9: raftstore.v1.ImportTokens.records:type_name -> raftstore.v1.TokenRecord
-	9,  // 10: raftstore.v1.RecordLastUsed.uses:type_name -> raftstore.v1.LastUsed
-	2,  // 11: raftstore.v1.User.ExtraEntry.value:type_name -> raftstore.v1.ExtraValues
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 5: raftstore.v1.Command.apply_rbac:type_name -> raftstore.v1.ApplyRBAC
+	13, // 6: raftstore.v1.Command.delete_rbac:type_name -> raftstore.v1.DeleteRBAC
+	10, // 7: raftstore.v1.User.extra:type_name -> raftstore.v1.User.ExtraEntry
+	1,  // 8: raftstore.v1.TokenRecord.user:type_name -> raftstore.v1.User
+	11, // 9: raftstore.v1.TokenRecord.labels:type_name -> raftstore.v1.TokenRecord.LabelsEntry
+	3,  // 10: raftstore.v1.CreateToken.record:type_name -> raftstore.v1.TokenRecord
+	3,  // 11: raftstore.v1.ImportTokens.records:type_name -> raftstore.v1.TokenRecord
+	9,  // 12: raftstore.v1.RecordLastUsed.uses:type_name -> raftstore.v1.LastUsed
+	2,  // 13: raftstore.v1.User.ExtraEntry.value:type_name -> raftstore.v1.ExtraValues
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_raftstore_v1_command_proto_init() }
@@ -912,12 +954,15 @@ func file_raftstore_v1_command_proto_init() {
 	if File_raftstore_v1_command_proto != nil {
 		return
 	}
+	file_raftstore_v1_rbac_proto_init()
 	file_raftstore_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_CreateToken)(nil),
 		(*Command_UpdateToken)(nil),
 		(*Command_RevokeToken)(nil),
 		(*Command_RecordLastUsed)(nil),
 		(*Command_ImportTokens)(nil),
+		(*Command_ApplyRbac)(nil),
+		(*Command_DeleteRbac)(nil),
 	}
 	file_raftstore_v1_command_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}

@@ -261,7 +261,7 @@ var File_tokenstore_v1_auth_proto protoreflect.FileDescriptor
 
 const file_tokenstore_v1_auth_proto_rawDesc = "" +
 	"\n" +
-	"\x18tokenstore/v1/auth.proto\x12\rtokenstore.v1\x1a\x1atokenstore/v1/common.proto\"\x8b\x01\n" +
+	"\x18tokenstore/v1/auth.proto\x12\rtokenstore.v1\x1a\x1atokenstore/v1/common.proto\x1a\x18tokenstore/v1/rbac.proto\"\x8b\x01\n" +
 	"\x13AuthenticateRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12@\n" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x1e.tokenstore.v1.ReadConsistencyR\vconsistency\x12\x1c\n" +
@@ -282,9 +282,10 @@ const file_tokenstore_v1_auth_proto_rawDesc = "" +
 	"\x13DENY_REASON_EXPIRED\x10\x03\x12\x18\n" +
 	"\x14DENY_REASON_DISABLED\x10\x04\x12\x17\n" +
 	"\x13DENY_REASON_REVOKED\x10\x05\x12!\n" +
-	"\x1dDENY_REASON_AUDIENCE_MISMATCH\x10\x062f\n" +
+	"\x1dDENY_REASON_AUDIENCE_MISMATCH\x10\x062\xb6\x01\n" +
 	"\vAuthService\x12W\n" +
-	"\fAuthenticate\x12\".tokenstore.v1.AuthenticateRequest\x1a#.tokenstore.v1.AuthenticateResponseBAZ?github.com/tokenstore/tokenstore/api/tokenstore/v1;tokenstorev1b\x06proto3"
+	"\fAuthenticate\x12\".tokenstore.v1.AuthenticateRequest\x1a#.tokenstore.v1.AuthenticateResponse\x12N\n" +
+	"\tAuthorize\x12\x1f.tokenstore.v1.AuthorizeRequest\x1a .tokenstore.v1.AuthorizeResponseBAZ?github.com/tokenstore/tokenstore/api/tokenstore/v1;tokenstorev1b\x06proto3"
 
 var (
 	file_tokenstore_v1_auth_proto_rawDescOnce sync.Once
@@ -307,6 +308,8 @@ var file_tokenstore_v1_auth_proto_goTypes = []any{
 	(ReadConsistency)(0),         // 3: tokenstore.v1.ReadConsistency
 	(*ResponseHeader)(nil),       // 4: tokenstore.v1.ResponseHeader
 	(*UserInfo)(nil),             // 5: tokenstore.v1.UserInfo
+	(*AuthorizeRequest)(nil),     // 6: tokenstore.v1.AuthorizeRequest
+	(*AuthorizeResponse)(nil),    // 7: tokenstore.v1.AuthorizeResponse
 }
 var file_tokenstore_v1_auth_proto_depIdxs = []int32{
 	3, // 0: tokenstore.v1.AuthenticateRequest.consistency:type_name -> tokenstore.v1.ReadConsistency
@@ -314,9 +317,11 @@ var file_tokenstore_v1_auth_proto_depIdxs = []int32{
 	0, // 2: tokenstore.v1.AuthenticateResponse.reason:type_name -> tokenstore.v1.DenyReason
 	5, // 3: tokenstore.v1.AuthenticateResponse.user:type_name -> tokenstore.v1.UserInfo
 	1, // 4: tokenstore.v1.AuthService.Authenticate:input_type -> tokenstore.v1.AuthenticateRequest
-	2, // 5: tokenstore.v1.AuthService.Authenticate:output_type -> tokenstore.v1.AuthenticateResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
+	6, // 5: tokenstore.v1.AuthService.Authorize:input_type -> tokenstore.v1.AuthorizeRequest
+	2, // 6: tokenstore.v1.AuthService.Authenticate:output_type -> tokenstore.v1.AuthenticateResponse
+	7, // 7: tokenstore.v1.AuthService.Authorize:output_type -> tokenstore.v1.AuthorizeResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
 	4, // [4:4] is the sub-list for extension extendee
 	0, // [0:4] is the sub-list for field type_name
@@ -328,6 +333,7 @@ func file_tokenstore_v1_auth_proto_init() {
 		return
 	}
 	file_tokenstore_v1_common_proto_init()
+	file_tokenstore_v1_rbac_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
