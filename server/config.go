@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -100,7 +102,15 @@ func LoadEnvAndFile(fs *pflag.FlagSet, path string) error {
 		if err != nil {
 			return fmt.Errorf("read config file: %w", err)
 		}
-		if err := yaml.Unmarshal(b, &file); err != nil {
+		// Numbers stay as written (json.Number): through float64, 1048576
+		// would become "1.048576e+06", which no integer flag accepts.
+		j, err := yaml.YAMLToJSON(b)
+		if err == nil {
+			dec := json.NewDecoder(bytes.NewReader(j))
+			dec.UseNumber()
+			err = dec.Decode(&file)
+		}
+		if err != nil {
 			return fmt.Errorf("config file %s: %w", path, err)
 		}
 		for k := range file {
@@ -122,12 +132,25 @@ func LoadEnvAndFile(fs *pflag.FlagSet, path string) error {
 			return
 		}
 		if v, ok := file[f.Name]; ok {
-			if err := fs.Set(f.Name, fmt.Sprint(v)); err != nil {
+			if err := fs.Set(f.Name, fileValue(v)); err != nil {
 				errs = append(errs, fmt.Errorf("config file %s: %s: %w", path, f.Name, err))
 			}
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// fileValue is a --config value as a flag's text: a YAML list (join: [a,
+// b]) becomes the comma-separated form list flags take.
+func fileValue(v any) string {
+	if list, ok := v.([]any); ok {
+		parts := make([]string, len(list))
+		for i, e := range list {
+			parts[i] = fmt.Sprint(e)
+		}
+		return strings.Join(parts, ",")
+	}
+	return fmt.Sprint(v)
 }
 
 // Validate checks the configuration and fills derived defaults.
