@@ -96,9 +96,11 @@ func Start(cfg Config) (*Discovery, error) {
 			return nil, fmt.Errorf("gossip advertise address %q: %w", cfg.Advertise, err)
 		}
 		mc.AdvertiseAddr, mc.AdvertisePort = ah, ap
-	} else {
+	} else if host != "0.0.0.0" && host != "::" {
 		mc.AdvertiseAddr, mc.AdvertisePort = host, port
 	}
+	// With a wildcard bind and no advertise address, memberlist picks this
+	// host's private address itself: advertising 0.0.0.0 would be useless.
 	// Faster failure detection than the WAN-ish defaults, and let a member
 	// that restarted at a new address reclaim its name quickly.
 	mc.ProbeInterval = 500 * time.Millisecond
