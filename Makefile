@@ -8,7 +8,7 @@ PROTOC_GEN_GO_VERSION  := v1.36.12
 PROTOC_GEN_GRPC_VERSION := v1.5.1
 STATICCHECK_VERSION    := v0.8.2
 
-.PHONY: all build test test-short lint vet fmt-check staticcheck proto proto-check tools run bench clean cluster-test image compose-up compose-down
+.PHONY: all build test test-short lint vet fmt-check staticcheck proto proto-check tools run bench bench-scale clean cluster-test image compose-up compose-down
 
 all: build
 
@@ -62,6 +62,11 @@ run: build
 
 bench: build
 	./scripts/bench.sh
+
+# bench-scale stores 1,000,000 tokens in tokenstore and in etcd (about 15
+# minutes): memory per member, restart and catch-up times.
+bench-scale: build
+	./scripts/bench.sh -scale
 
 cluster-test: build
 	$(GO) test -count=1 -v -timeout $${CLUSTER_TEST_TIMEOUT:-90m} -tags clustertest ./cluster-test/...

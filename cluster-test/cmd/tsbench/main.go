@@ -6,7 +6,16 @@
 //   - gRPC Authenticate at a follower, bounded against linearizable reads,
 //     with the same client concurrency;
 //   - CreateToken through the leader and through a follower (which forwards
-//     to the leader).
+//     to the leader);
+//   - lastUsedAt (issue 3, -last-used, on by default): Authenticate at a
+//     follower with tracking on against a second cluster started with
+//     --last-used-interval 0, and, on one hot token at 1, 64 and 1,000
+//     clients, the batched register against the naive design of one
+//     replicated compare-and-swap per authentication (loadgen.NaiveCASOp)
+//     through that second cluster's raft group.
+//
+// The measuring machinery is package loadgen, shared with the etcd
+// comparison in bench/ (its own module).
 //
 // Rounds of the two modes alternate, in ABBA order (A B, B A, A B, ...), so
 // that noise on a small shared machine, and any drift over the run, falls on
@@ -35,13 +44,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"google.golang.org/grpc"
-
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
+	lg "github.com/tokenstore/tokenstore/cluster-test/cmd/tsbench/loadgen"
 	"github.com/tokenstore/tokenstore/cluster-test/harness"
 )
 
@@ -59,6 +68,10 @@ type config struct {
 	writeConcurrency int
 	warmup           time.Duration
 	cpuProfile       string
+	lastUsed         bool
+	hotClients       []int
+	hotRounds        int
+	memberFlags      []string
 	args             []string // as given, for the report
 }
 
@@ -73,6 +86,10 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.writeConcurrency, "write-concurrency", 16, "concurrent CreateToken clients, the same via leader and via follower")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "unreported bounded-read load before the first round (connections, caches); 0 skips it")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this load generator (not the servers) over the warm-up and the measured rounds to this file")
+	fs.BoolVar(&c.lastUsed, "last-used", true, "also measure lastUsedAt tracking on vs off, and the batched register vs a naive CAS per authentication on one hot token (starts a second cluster)")
+	hot := fs.String("hot-clients", "1,64,1000", "client counts of the hot-token comparison")
+	fs.IntVar(&c.hotRounds, "hot-rounds", 2, "rounds per design and client count in the hot-token comparison")
+	mf := fs.String("member-flags", "", "extra tokenstore flags for every member of the measured cluster, space separated (e.g. \"--max-inflight=64\")")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -82,10 +99,20 @@ func parseFlags(args []string) (config, error) {
 	switch {
 	case c.tokens < 1, c.concurrency < 1, c.conns < 1, c.rounds < 1, c.writeConcurrency < 1:
 		return c, errors.New("-tokens, -concurrency, -conns, -rounds and -write-concurrency must be at least 1")
+	case c.hotRounds < 1:
+		return c, errors.New("-hot-rounds must be at least 1")
 	case c.duration <= 0:
 		return c, errors.New("-duration must be positive")
 	case c.warmup < 0:
 		return c, errors.New("-warmup must not be negative")
+	}
+	c.memberFlags = strings.Fields(*mf)
+	for _, f := range strings.Split(*hot, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("-hot-clients %q: want positive numbers separated by commas", *hot)
+		}
+		c.hotClients = append(c.hotClients, n)
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		c.args = append(c.args, fmt.Sprintf("-%s=%s", f.Name, f.Value))
@@ -117,11 +144,13 @@ type bench struct {
 	cfg      config
 	out      io.Writer
 	c        *harness.Cluster
-	pool     *connPool
-	procs    *procSet
+	pool     *lg.ConnPool
+	procs    *lg.ProcSet
 	leader   *harness.Member // at the start
 	follower *harness.Member // authentications go here
-	set      *tokenSet
+	set      *lg.TokenSet
+	// tmp holds the binaries (tmp/bin) and the clusters' data.
+	tmp string
 	// failed counts wrong answers and errors over every phase.
 	failed int
 }
@@ -130,7 +159,7 @@ type bench struct {
 // processes, connections, goroutines) is gone when it returns.
 func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 	fmt.Fprintf(out, "tsbench  tokenstore load generator\n")
-	model := cpuModel()
+	model := lg.CPUModel()
 	if model == "" {
 		model = "cpu model unknown"
 	}
@@ -143,7 +172,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 		return fmt.Errorf("make temp dir: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	c, err := buildCluster(out, tmp)
+	c, err := buildCluster(out, tmp, cfg.memberFlags)
 	if err != nil {
 		return err
 	}
@@ -157,8 +186,8 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 			fmt.Fprintf(os.Stderr, "member logs:\n%s", c.LogTails(20))
 		}
 	}()
-	b := &bench{cfg: cfg, out: out, c: c, pool: &connPool{n: cfg.conns, conns: map[string][]*grpc.ClientConn{}}}
-	defer b.pool.close()
+	b := &bench{cfg: cfg, out: out, c: c, pool: lg.NewConnPool(cfg.conns), tmp: tmp}
+	defer b.pool.Close()
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
@@ -183,7 +212,14 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
+	var luSum *lastUsedSummary
+	if cfg.lastUsed {
+		if luSum, err = b.lastUsedPhase(ctx); err != nil {
+			return err
+		}
+	}
 	printSummary(out, b.follower.Name, authSum, writeSum, b.failed)
+	printLastUsedSummary(out, luSum)
 	if b.failed > 0 {
 		return fmt.Errorf("%d requests failed their check or returned an error", b.failed)
 	}
@@ -193,7 +229,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 // buildCluster builds the binaries from the module around the working
 // directory into dir/bin and prepares (does not start) a three-member
 // cluster with data under dir/data, all on 127.0.0.1.
-func buildCluster(out io.Writer, dir string) (*harness.Cluster, error) {
+func buildCluster(out io.Writer, dir string, extra []string) (*harness.Cluster, error) {
 	root, err := harness.ModuleRoot()
 	if err != nil {
 		return nil, fmt.Errorf("find module root (run from inside the tokenstore module): %w", err)
@@ -209,7 +245,7 @@ func buildCluster(out io.Writer, dir string) (*harness.Cluster, error) {
 	if err := harness.Build(root, bin); err != nil {
 		return nil, err
 	}
-	c, err := harness.New(bin, data, harness.Options{Size: 3})
+	c, err := harness.New(bin, data, harness.Options{Size: 3, Extra: extra})
 	if err != nil {
 		return nil, fmt.Errorf("prepare cluster: %w", err)
 	}
@@ -236,16 +272,16 @@ func (b *bench) setup(ctx context.Context) error {
 	}
 	b.follower = b.c.Followers(b.leader)[0]
 
-	b.procs = &procSet{names: []string{"tsbench"}, pids: map[string]int{"tsbench": 0}}
+	b.procs = &lg.ProcSet{Names: []string{"tsbench"}, PIDs: map[string]int{"tsbench": 0}}
 	var notes []string
 	for _, m := range b.c.Members {
-		pid, err := findMemberPID(m.DataDir)
+		pid, err := lg.FindMemberPID(m.DataDir)
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("%s: cpu n/a (%v)", m.Name, err))
 			continue
 		}
-		b.procs.names = append(b.procs.names, m.Name)
-		b.procs.pids[m.Name] = pid
+		b.procs.Names = append(b.procs.Names, m.Name)
+		b.procs.PIDs[m.Name] = pid
 		notes = append(notes, fmt.Sprintf("%s pid %d", m.Name, pid))
 	}
 	fmt.Fprintf(b.out, "cluster  3 members on 127.0.0.1, fsync on, leader %s; authentications go to follower %s (%s)\n",
@@ -254,23 +290,23 @@ func (b *bench) setup(ctx context.Context) error {
 
 	fmt.Fprintf(b.out, "setup    creating %d tokens via leader %s ... ", b.cfg.tokens, b.leader.Name)
 	t0 := time.Now()
-	clients, err := b.pool.tokens(b.leader)
+	clients, err := b.pool.Tokens(b.leader)
 	if err != nil {
 		return err
 	}
-	if b.set, err = createTokens(ctx, clients, b.leader.Name, b.cfg.tokens, b.cfg.writeConcurrency); err != nil {
+	if b.set, err = lg.CreateTokens(ctx, clients, b.leader.Name, b.cfg.tokens, b.cfg.writeConcurrency); err != nil {
 		fmt.Fprintln(b.out)
 		return err
 	}
 	fmt.Fprintf(b.out, "done in %v\n", time.Since(t0).Round(time.Millisecond))
-	auth, err := b.pool.auth(b.follower)
+	auth, err := b.pool.Auth(b.follower)
 	if err != nil {
 		return err
 	}
 	// One linearizable read makes the follower apply everything committed,
 	// so no bounded read below can miss a token that was just created.
 	r, err := auth[0].Authenticate(ctx, &tokenstorev1.AuthenticateRequest{
-		Token: b.set.bearers[len(b.set.bearers)-1], Consistency: tokenstorev1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE,
+		Token: b.set.Bearers[len(b.set.Bearers)-1], Consistency: tokenstorev1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE,
 	})
 	if err != nil || !r.GetAuthenticated() {
 		return fmt.Errorf("follower %s does not accept the last token created (err %v, reason %v)", b.follower.Name, err, r.GetReason())
@@ -280,27 +316,27 @@ func (b *bench) setup(ctx context.Context) error {
 
 // authPhase runs the warm-up and the alternating bounded and linearizable
 // Authenticate rounds at the follower, and prints their table.
-func (b *bench) authPhase(ctx context.Context) ([]modeSummary, error) {
-	clients, err := b.pool.auth(b.follower)
+func (b *bench) authPhase(ctx context.Context) ([]lg.ModeSummary, error) {
+	clients, err := b.pool.Auth(b.follower)
 	if err != nil {
 		return nil, err
 	}
 	if b.cfg.warmup > 0 {
-		w := runRound(ctx, b.cfg.concurrency, b.cfg.warmup, authOp(clients, b.set, bounded, b.follower.Name))
+		w := lg.RunRound(ctx, b.cfg.concurrency, b.cfg.warmup, lg.AuthOp(clients, b.set, lg.Bounded, b.follower.Name))
 		fmt.Fprintf(b.out, "warm-up  %v bounded at %s: %d authentications, %d wrong, %d errors%s\n",
-			b.cfg.warmup, b.follower.Name, w.ok, w.wrong, w.errs, sampleText(&w))
-		b.failed += w.failures()
+			b.cfg.warmup, b.follower.Name, w.OK, w.Wrong, w.Errs, lg.SampleText(&w))
+		b.failed += w.Failures()
 	}
-	modes := []readMode{bounded, linearizable}
-	var rounds []roundResult
+	modes := []lg.ReadMode{lg.Bounded, lg.Linearizable}
+	var rounds []lg.RoundResult
 	for r := 1; r <= b.cfg.rounds && ctx.Err() == nil; r++ {
-		for _, mode := range abba(modes, r) {
-			before := b.procs.snap()
-			res := runRound(ctx, b.cfg.concurrency, b.cfg.duration, authOp(clients, b.set, mode, b.follower.Name))
-			b.procs.fill(&res, before, b.procs.snap())
-			res.round, res.label, res.member = r, mode.name, b.follower.Name
+		for _, mode := range lg.ABBA(modes, r) {
+			before := b.procs.Snap()
+			res := lg.RunRound(ctx, b.cfg.concurrency, b.cfg.duration, lg.AuthOp(clients, b.set, mode, b.follower.Name))
+			b.procs.Fill(&res, before, b.procs.Snap())
+			res.Round, res.Label, res.Member = r, mode.Name, b.follower.Name
 			rounds = append(rounds, res)
-			b.failed += res.failures()
+			b.failed += res.Failures()
 		}
 	}
 	if ctx.Err() != nil {
@@ -309,25 +345,25 @@ func (b *bench) authPhase(ctx context.Context) ([]modeSummary, error) {
 	if l, err := currentLeader(ctx, b.c); err == nil && l != b.leader {
 		fmt.Fprintf(b.out, "note     leadership moved from %s to %s during the authentication rounds\n", b.leader.Name, l.Name)
 	}
-	labels := []string{bounded.name, linearizable.name}
+	labels := []string{lg.Bounded.Name, lg.Linearizable.Name}
 	fmt.Fprintln(b.out)
 	fmt.Fprintf(b.out, "Authenticate at follower %s: %d clients over %d connections, %v per round, %d tokens in turn\n",
-		b.follower.Name, b.cfg.concurrency, b.cfg.conns, b.cfg.duration, len(b.set.bearers))
-	printRounds(b.out, "mode", "auth/s", rounds, b.procs.names)
-	sum := summarize(rounds, labels)
-	printMedians(b.out, "mode", "auth/s", sum)
-	printCPUPerOp(b.out, "authentication", rounds, b.procs.names, labels)
+		b.follower.Name, b.cfg.concurrency, b.cfg.conns, b.cfg.duration, len(b.set.Bearers))
+	lg.PrintRounds(b.out, "mode", "auth/s", rounds, b.procs.Names)
+	sum := lg.Summarize(rounds, labels)
+	lg.PrintMedians(b.out, "mode", "auth/s", sum)
+	lg.PrintCPUPerOp(b.out, "authentication", rounds, b.procs.Names, labels)
 	return sum, nil
 }
 
 // writePhase runs the alternating CreateToken rounds via the leader and via
 // a follower, and prints their table. The leader is looked up again each
 // round so "via leader" stays true even if leadership moved.
-func (b *bench) writePhase(ctx context.Context) ([]modeSummary, error) {
+func (b *bench) writePhase(ctx context.Context) ([]lg.ModeSummary, error) {
 	routes := []string{"via leader", "via follower"}
-	var rounds []roundResult
+	var rounds []lg.RoundResult
 	for r := 1; r <= b.cfg.rounds && ctx.Err() == nil; r++ {
-		for _, route := range abba(routes, r) {
+		for _, route := range lg.ABBA(routes, r) {
 			ldr, err := currentLeader(ctx, b.c)
 			if err != nil {
 				return nil, fmt.Errorf("find leader for write round %d: %w", r, err)
@@ -336,23 +372,23 @@ func (b *bench) writePhase(ctx context.Context) ([]modeSummary, error) {
 			if route == "via follower" {
 				target, other = other, ldr
 			}
-			clients, err := b.pool.tokens(target)
+			clients, err := b.pool.Tokens(target)
 			if err != nil {
 				return nil, err
 			}
-			verify, err := b.pool.auth(other)
+			verify, err := b.pool.Auth(other)
 			if err != nil {
 				return nil, err
 			}
 			last := make([]string, b.cfg.writeConcurrency)
 			tag := fmt.Sprintf("r%d-%s", r, strings.ReplaceAll(route, " ", "-"))
-			before := b.procs.snap()
-			res := runRound(ctx, b.cfg.writeConcurrency, b.cfg.duration, createOp(clients, target.Name, tag, last))
-			b.procs.fill(&res, before, b.procs.snap())
-			res.round, res.label, res.member = r, route, target.Name
-			verifyCreated(ctx, verify[0], other.Name, last, &res)
+			before := b.procs.Snap()
+			res := lg.RunRound(ctx, b.cfg.writeConcurrency, b.cfg.duration, lg.CreateOp(clients, target.Name, tag, last))
+			b.procs.Fill(&res, before, b.procs.Snap())
+			res.Round, res.Label, res.Member = r, route, target.Name
+			lg.VerifyCreated(ctx, verify[0], other.Name, last, &res)
 			rounds = append(rounds, res)
-			b.failed += res.failures()
+			b.failed += res.Failures()
 		}
 	}
 	if ctx.Err() != nil {
@@ -361,10 +397,10 @@ func (b *bench) writePhase(ctx context.Context) ([]modeSummary, error) {
 	fmt.Fprintln(b.out)
 	fmt.Fprintf(b.out, "CreateToken: %d clients over %d connections, %v per round, fsync on; the last token of every client is then verified (linearizable) at another member\n",
 		b.cfg.writeConcurrency, b.cfg.conns, b.cfg.duration)
-	printRounds(b.out, "route", "creates/s", rounds, b.procs.names)
-	sum := summarize(rounds, routes)
-	printMedians(b.out, "route", "creates/s", sum)
-	printCPUPerOp(b.out, "create", rounds, b.procs.names, routes)
+	lg.PrintRounds(b.out, "route", "creates/s", rounds, b.procs.Names)
+	sum := lg.Summarize(rounds, routes)
+	lg.PrintMedians(b.out, "route", "creates/s", sum)
+	lg.PrintCPUPerOp(b.out, "create", rounds, b.procs.Names, routes)
 	return sum, nil
 }
 
@@ -374,15 +410,6 @@ func currentLeader(ctx context.Context, c *harness.Cluster) (*harness.Member, er
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return c.Leader(ctx)
-}
-
-// abba returns the two items in order for odd rounds and swapped for even
-// ones.
-func abba[T any](items []T, round int) []T {
-	if round%2 == 1 {
-		return items
-	}
-	return []T{items[1], items[0]}
 }
 
 // checkLoopback refuses to benchmark a member not on 127.0.0.1: this tool

@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"bytes"
@@ -14,11 +14,11 @@ import (
 // every Linux architecture Go supports (the kernel's USER_HZ, not CONFIG_HZ).
 const userHZ = 100
 
-// findMemberPID returns the process id of the tokenstore started with
+// FindMemberPID returns the process id of the tokenstore started with
 // --data-dir dataDir. The harness does not expose its processes; the data
 // directory is unique to one member of one run, so it identifies the process
 // without guessing by name.
-func findMemberPID(dataDir string) (int, error) {
+func FindMemberPID(dataDir string) (int, error) {
 	want := []byte("\x00--data-dir\x00" + dataDir + "\x00")
 	dirs, err := os.ReadDir("/proc")
 	if err != nil {
@@ -40,9 +40,9 @@ func findMemberPID(dataDir string) (int, error) {
 	return 0, fmt.Errorf("no process with --data-dir %s", dataDir)
 }
 
-// processCPU returns the user plus system CPU time process pid has used
+// ProcessCPU returns the user plus system CPU time process pid has used
 // (pid 0 is this process).
-func processCPU(pid int) (time.Duration, error) {
+func ProcessCPU(pid int) (time.Duration, error) {
 	p := "/proc/self/stat"
 	if pid != 0 {
 		p = fmt.Sprintf("/proc/%d/stat", pid)
@@ -69,9 +69,9 @@ func processCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / userHZ, nil
 }
 
-// machineCPU returns the busy and total CPU time of the whole machine from
+// MachineCPU returns the busy and total CPU time of the whole machine from
 // /proc/stat, summed over all CPUs, to tell how saturated a round left it.
-func machineCPU() (busy, total uint64, err error) {
+func MachineCPU() (busy, total uint64, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0, fmt.Errorf("read /proc/stat: %w", err)
@@ -98,8 +98,8 @@ func machineCPU() (busy, total uint64, err error) {
 	return busy, total, nil
 }
 
-// cpuModel is the processor's name, for the machine line.
-func cpuModel() string {
+// CPUModel is the processor's name, for the machine line.
+func CPUModel() string {
 	b, err := os.ReadFile("/proc/cpuinfo")
 	if err != nil {
 		return ""

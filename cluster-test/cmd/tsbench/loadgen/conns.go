@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"fmt"
@@ -10,15 +10,20 @@ import (
 	"github.com/tokenstore/tokenstore/cluster-test/harness"
 )
 
-// connPool holds n gRPC connections per member, so the load is spread over
+// ConnPool holds n gRPC connections per member, so the load is spread over
 // several HTTP/2 connections (and the server's per-connection goroutines)
 // the way several clients would spread it.
-type connPool struct {
+type ConnPool struct {
 	n     int
 	conns map[string][]*grpc.ClientConn
 }
 
-func (p *connPool) get(m *harness.Member) ([]*grpc.ClientConn, error) {
+// NewConnPool returns a pool of n connections per member, made on first use.
+func NewConnPool(n int) *ConnPool {
+	return &ConnPool{n: n, conns: map[string][]*grpc.ClientConn{}}
+}
+
+func (p *ConnPool) get(m *harness.Member) ([]*grpc.ClientConn, error) {
 	if cs, ok := p.conns[m.Name]; ok {
 		return cs, nil
 	}
@@ -37,7 +42,7 @@ func (p *connPool) get(m *harness.Member) ([]*grpc.ClientConn, error) {
 	return cs, nil
 }
 
-func (p *connPool) auth(m *harness.Member) ([]tokenstorev1.AuthServiceClient, error) {
+func (p *ConnPool) Auth(m *harness.Member) ([]tokenstorev1.AuthServiceClient, error) {
 	cs, err := p.get(m)
 	if err != nil {
 		return nil, err
@@ -49,7 +54,7 @@ func (p *connPool) auth(m *harness.Member) ([]tokenstorev1.AuthServiceClient, er
 	return out, nil
 }
 
-func (p *connPool) tokens(m *harness.Member) ([]tokenstorev1.TokenServiceClient, error) {
+func (p *ConnPool) Tokens(m *harness.Member) ([]tokenstorev1.TokenServiceClient, error) {
 	cs, err := p.get(m)
 	if err != nil {
 		return nil, err
@@ -61,7 +66,7 @@ func (p *connPool) tokens(m *harness.Member) ([]tokenstorev1.TokenServiceClient,
 	return out, nil
 }
 
-func (p *connPool) close() {
+func (p *ConnPool) Close() {
 	for _, cs := range p.conns {
 		for _, c := range cs {
 			c.Close()
