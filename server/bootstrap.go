@@ -117,6 +117,24 @@ func (s *Server) discover(ctx context.Context, disc *discovery.Discovery) (plan,
 				fresh = append(fresh, p)
 			}
 		}
+		// A founding member that was slower than the others sees their
+		// cluster already formed: it is one of the set and must bootstrap
+		// with it, not ask to join (the cluster would try to replace it).
+		if s.cfg.BootstrapExpect > 0 && len(clusters) == 1 {
+			var alive []discovery.Peer
+			for _, p := range peers {
+				if p.State == "alive" {
+					alive = append(alive, p)
+				}
+			}
+			if len(alive) >= s.cfg.BootstrapExpect {
+				if p, ok := s.bootstrapPlan(alive); ok {
+					if _, formed := clusters[p.clusterID]; formed {
+						return p, nil
+					}
+				}
+			}
+		}
 		switch {
 		case len(clusters) > 1:
 			if time.Since(logged) > 10*time.Second {
