@@ -68,6 +68,7 @@ type config struct {
 	scaleTokens      int
 	scaleConcurrency int
 	jsonOut          string
+	keep             bool
 	args             []string
 }
 
@@ -101,6 +102,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.scaleTokens, "scale-tokens", 1_000_000, "tokens stored in each system by the scale phase")
 	fs.IntVar(&c.scaleConcurrency, "scale-concurrency", 256, "concurrent creates (Puts) loading the scale phase's tokens")
 	fs.StringVar(&c.jsonOut, "json", "", "also write the results as JSON to this file (for the chart)")
+	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory (binaries, data, member logs), e.g. for perf to resolve symbols afterwards")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -247,7 +249,11 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	if cfg.keep {
+		fmt.Fprintf(out, "keep     %s (not removed at exit)\n", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
 	bin := filepath.Join(tmp, "bin")
 	if err := os.Mkdir(bin, 0o700); err != nil {
 		return err

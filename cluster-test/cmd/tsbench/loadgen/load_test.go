@@ -75,3 +75,24 @@ func TestFmtRate(t *testing.T) {
 		}
 	}
 }
+
+func TestRotateRunsEveryItemInEveryPosition(t *testing.T) {
+	in := []string{"a", "b", "c", "d"}
+	seen := map[string]map[int]bool{}
+	for r := 1; r <= len(in); r++ {
+		for pos, v := range Rotate(in, r) {
+			if seen[v] == nil {
+				seen[v] = map[int]bool{}
+			}
+			seen[v][pos] = true
+		}
+	}
+	for _, v := range in {
+		if len(seen[v]) != len(in) {
+			t.Errorf("%s ran in positions %v, want all %d", v, seen[v], len(in))
+		}
+	}
+	if got := Rotate(in, 1); got[0] != "a" {
+		t.Errorf("round 1 starts with %s", got[0])
+	}
+}
