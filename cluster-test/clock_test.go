@@ -32,6 +32,7 @@ type statusClock struct {
 	Clock *struct {
 		Offset        *string  `json:"offset"`
 		OffsetSeconds *float64 `json:"offsetSeconds"`
+		RTTSeconds    *float64 `json:"rttSeconds"`
 		TimeSource    string   `json:"timeSource"`
 		Applied       bool     `json:"applied"`
 		Refused       bool     `json:"refused"`
@@ -98,6 +99,11 @@ func waitOffsets(ctx context.Context, t *testing.T, c *harness.Cluster, skewed *
 		leader, st := clockStatus(ctx, t, ask)
 		ok, why := offsetsSettled(leader, st, skewed.Name)
 		if ok {
+			for _, m := range c.Members {
+				if s := st[m.Name].Clock; s.RTTSeconds != nil {
+					t.Logf("%s: offset %.6fs, rtt %.6fs, time source %s", m.Name, *s.OffsetSeconds, *s.RTTSeconds, s.TimeSource)
+				}
+			}
 			return st
 		}
 		if leader == skewed.Name {
@@ -187,6 +193,7 @@ func TestClusterTimeSkewedMemberDecidesLikeTheOthers(t *testing.T) {
 		t.Fatalf("tokenctl status: exit %d: %s", code, errOut)
 	}
 	checkOffsetColumn(t, table, skewed.Name, skew)
+	t.Logf("tokenctl status:\n%s", table)
 
 	leader, err := c.Leader(ctx)
 	if err != nil {
