@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
 	"github.com/tokenstore/tokenstore/cluster-test/harness"
@@ -128,9 +129,11 @@ func expireAt(ctx context.Context, t *testing.T, m *harness.Member, id string, a
 	}
 }
 
-// decisions asks every member (linearizable, so each has applied the
-// latest expiry) whether bearer authenticates.
-func decisions(ctx context.Context, t *testing.T, c *harness.Cluster, bearer string) map[string]bool {
+// decisions asks every member whether bearer authenticates, over gRPC
+// (linearizable, so each has applied the latest expiry) and then as
+// kube-apiserver does, through its TokenReview webhook client; the two
+// must agree.
+func decisions(ctx context.Context, t *testing.T, c *harness.Cluster, reviews map[string]authenticator.Token, bearer string) map[string]bool {
 	t.Helper()
 	out := map[string]bool{}
 	for _, m := range c.Members {
@@ -138,7 +141,21 @@ func decisions(ctx context.Context, t *testing.T, c *harness.Cluster, bearer str
 		if !r.GetAuthenticated() && r.GetReason() != tokenstorev1.DenyReason_DENY_REASON_EXPIRED {
 			t.Fatalf("%s refused for %v, want authenticated or expired", m.Name, r.GetReason())
 		}
+		if k := ask(ctx, reviews[m.Name], bearer, nil); k.OK != r.GetAuthenticated() {
+			t.Fatalf("%s: TokenReview says %s, gRPC says authenticated=%v", m.Name, k, r.GetAuthenticated())
+		}
 		out[m.Name] = r.GetAuthenticated()
+	}
+	return out
+}
+
+// tokenReviewers are kube-apiserver's webhook token authenticators, one
+// per member.
+func tokenReviewers(t *testing.T, c *harness.Cluster) map[string]authenticator.Token {
+	t.Helper()
+	out := map[string]authenticator.Token{}
+	for _, m := range c.Members {
+		out[m.Name] = kubeAuthenticator(t, webhookKubeconfig(t, m.Name, m.HTTPURL("/apis/authentication.k8s.io/v1/tokenreviews")), "v1")
 	}
 	return out
 }
@@ -155,8 +172,9 @@ func allEqual(got map[string]bool, want bool) bool {
 // TestClusterTimeSkewedMemberDecidesLikeTheOthers: with one member's clock
 // 2 minutes slow (--test-clock-offset=-2m), tokenctl status shows its
 // offset to the leader as about +2m, and with cluster time (the default)
-// it accepts and refuses exactly what the others do: a token that expired
-// 30 s ago is refused everywhere, one valid for 90 s more is accepted
+// it accepts and refuses exactly what the others do, over gRPC and through
+// kube-apiserver's TokenReview client: a token that expired 30 s ago is
+// refused everywhere, one valid for 90 s more is accepted
 // everywhere, and a TTL token created through the skewed member expires
 // on cluster time. Restarted with --time-source local, the same member
 // accepts the expired token while the others refuse it: the correction,
@@ -199,14 +217,15 @@ func TestClusterTimeSkewedMemberDecidesLikeTheOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	reviews := tokenReviewers(t, c)
 	expired := create(ctx, t, leader, "expired")
 	fresh := create(ctx, t, leader, "fresh")
 	expireAt(ctx, t, leader, expired.GetToken().GetId(), time.Now().Add(-30*time.Second))
 	expireAt(ctx, t, leader, fresh.GetToken().GetId(), time.Now().Add(90*time.Second))
-	if got := decisions(ctx, t, c, expired.GetBearerToken()); !allEqual(got, false) {
+	if got := decisions(ctx, t, c, reviews, expired.GetBearerToken()); !allEqual(got, false) {
 		t.Errorf("token expired 30s ago, cluster time: accepted by %v, want refused by every member", got)
 	}
-	if got := decisions(ctx, t, c, fresh.GetBearerToken()); !allEqual(got, true) {
+	if got := decisions(ctx, t, c, reviews, fresh.GetBearerToken()); !allEqual(got, true) {
 		t.Errorf("token valid for 90s more, cluster time: %v, want accepted by every member", got)
 	}
 
@@ -251,7 +270,7 @@ func TestClusterTimeSkewedMemberDecidesLikeTheOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	expireAt(ctx, t, leader, expired.GetToken().GetId(), time.Now().Add(-30*time.Second))
-	got := decisions(ctx, t, c, expired.GetBearerToken())
+	got := decisions(ctx, t, c, reviews, expired.GetBearerToken())
 	for _, m := range c.Members {
 		if want := m == skewed; got[m.Name] != want {
 			t.Errorf("token expired 30s ago, %s with local time: %s accepted=%v, want %v", skewed.Name, m.Name, got[m.Name], want)
