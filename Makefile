@@ -8,7 +8,7 @@ PROTOC_GEN_GO_VERSION  := v1.36.12
 PROTOC_GEN_GRPC_VERSION := v1.5.1
 STATICCHECK_VERSION    := v0.8.2
 
-.PHONY: all build test test-short lint vet fmt-check staticcheck proto proto-check tools run bench bench-scale clean cluster-test image compose-up compose-down
+.PHONY: all build test test-short lint vet fmt-check staticcheck proto proto-check tools run bench bench-scale clean cluster-test image compose-up compose-down fuzz
 
 all: build
 
@@ -55,6 +55,27 @@ test: lint build
 
 test-short: build
 	$(GO) test -count=1 -short ./...
+
+# fuzz runs every fuzz target for FUZZTIME each (go test -fuzz takes one
+# target per run). A crasher is written to testdata/fuzz/<Target>/ of its
+# package: fix the cause and commit the file, it is then a regression test
+# that plain "go test" runs. docs/hardening.md lists what each checks.
+FUZZTIME    ?= 30s
+FUZZ_TARGETS := \
+	./server/token:FuzzParse \
+	./server/webhook:FuzzTokenReview \
+	./server/webhook:FuzzSubjectAccessReview \
+	./server/rancher:FuzzParseHash \
+	./server/rancher:FuzzDecode \
+	./server/rbac:FuzzParse \
+	./server/state:FuzzApply
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 # run starts a local three-member cluster with data under ./data.
 run: build
