@@ -53,7 +53,7 @@ func TestOversizeInputIsRefusedAndLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, errOut, code := tokenctl(ctx, t, "--endpoints", clientEndpoints(c), "rbac", "apply", "-f", rbacFile)
-	if code == 0 || !strings.Contains(errOut, "larger than max") {
+	if code == 0 || !strings.Contains(errOut, "larger than max") || !strings.Contains(errOut, "--max-request-bytes") {
 		t.Errorf("rbac apply of %d bytes: exit %d, stderr %q; want a refusal naming the size limit", y.Len(), code, errOut)
 	}
 	t.Logf("tokenctl rbac apply of %d bytes: exit %d: %s", y.Len(), code, strings.TrimSpace(errOut))
