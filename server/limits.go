@@ -16,9 +16,11 @@ package server
 //     HTTPReadHeaderTimeout, the whole request within HTTPReadTimeout; a
 //     webhook body at most --max-request-bytes (413 past it); an idle
 //     keep-alive connection is closed after HTTPIdleTimeout.
-//   - Tokens: a bearer token longer than token.MaxBearerLen is refused as
-//     malformed before any lookup or hash; a JWT longer than MaxJWTBytes
-//     must be refused before it is decoded.
+//   - Tokens: a bearer token longer than token.MaxBearerLen (512 bytes) is
+//     refused as malformed before any lookup or hash; a JWT longer than
+//     oidc.MaxJWTLen (16 KiB: service-account and ID tokens are 1 to 4 KiB,
+//     the rest is room for large group claims) before it is split or
+//     decoded. Both live with their parsers.
 
 import (
 	"net/http"
@@ -54,12 +56,6 @@ const (
 	// kube-apiserver keeps its webhook connection busy; an idle one is a
 	// file descriptor held for nothing.
 	HTTPIdleTimeout = 2 * time.Minute
-
-	// MaxJWTBytes bounds a JWT presented for authentication, checked
-	// before it is split or base64-decoded. Service-account and OIDC ID
-	// tokens are 1 to 4 KiB; 16 KiB leaves room for large group claims.
-	// The OIDC verifier refuses longer ones as malformed.
-	MaxJWTBytes = 16 << 10
 )
 
 // httpLimits are the HTTP server's limits; tests shorten the timeouts.

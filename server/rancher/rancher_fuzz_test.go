@@ -160,4 +160,3 @@ func sameTokens(a, b []Token) bool {
 	}
 	return true
 }
-
