@@ -35,7 +35,7 @@ type blob struct {
 	data []byte
 }
 
-func (h *leakHunt) secret(s string)            { h.secrets = append(h.secrets, s) }
+func (h *leakHunt) secret(s string)           { h.secrets = append(h.secrets, s) }
 func (h *leakHunt) add(name string, b []byte) { h.blobs = append(h.blobs, blob{name, b}) }
 
 // forms are the ways a code path could write a secret: as given, and
