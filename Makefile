@@ -56,25 +56,20 @@ test: lint build
 test-short: build
 	$(GO) test -count=1 -short ./...
 
-# fuzz runs every fuzz target for FUZZTIME each (go test -fuzz takes one
-# target per run). A crasher is written to testdata/fuzz/<Target>/ of its
-# package: fix the cause and commit the file, it is then a regression test
-# that plain "go test" runs. docs/hardening.md lists what each checks.
-FUZZTIME    ?= 30s
-FUZZ_TARGETS := \
-	./server/token:FuzzParse \
-	./server/webhook:FuzzTokenReview \
-	./server/webhook:FuzzSubjectAccessReview \
-	./server/rancher:FuzzParseHash \
-	./server/rancher:FuzzDecode \
-	./server/rbac:FuzzParse \
-	./server/state:FuzzApply
+# fuzz runs every fuzz target (every "func Fuzz..." in a _test.go file of
+# this module) for FUZZTIME each: go test -fuzz takes one target per run. A
+# crasher is written to testdata/fuzz/<Target>/ of its package: fix the
+# cause and commit the file, plain "go test" then runs it as a regression
+# test. docs/hardening.md lists what each target checks.
+FUZZTIME ?= 30s
+FUZZ_DIRS = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' . --exclude-dir=bench --exclude-dir=.tools --exclude-dir=.git)))
 
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-	  pkg=$${t%%:*}; name=$${t##*:}; \
-	  echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
-	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	@set -e; for d in $(FUZZ_DIRS); do \
+	  for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$d*_test.go); do \
+	    echo "fuzz $$d $$name for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$d; \
+	  done; \
 	done
 
 # run starts a local three-member cluster with data under ./data.
