@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/prototext"
+
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
 	"github.com/tokenstore/tokenstore/cluster-test/harness"
 )
@@ -226,6 +228,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	// Authentications, right and near-miss, at every member: gRPC,
 	// TokenReview v1 through kube-apiserver's webhook client, and the
 	// Rancher endpoint through the same client (v1beta1).
+	// Every answer, right or refused, joins the hunt too.
+	var answers strings.Builder
 	type path struct{ route, version string }
 	paths := []path{{"/apis/authentication.k8s.io/v1/tokenreviews", "v1"}, {"/v1/authenticate", "v1beta1"}}
 	for _, m := range c.Members {
@@ -238,18 +242,26 @@ func TestSecretsNeverLeak(t *testing.T) {
 				if err != nil || !r.GetAuthenticated() {
 					t.Fatalf("gRPC authenticate %s at %s: %v %v", k.id, m.Name, r.GetMessage(), err)
 				}
-				if r, err := m.Auth.Authenticate(ctx, &tokenstorev1.AuthenticateRequest{Token: wrong}); err != nil || r.GetAuthenticated() {
+				answers.WriteString(prototext.Format(r))
+				r, err = m.Auth.Authenticate(ctx, &tokenstorev1.AuthenticateRequest{Token: wrong})
+				if err != nil || r.GetAuthenticated() {
 					t.Fatalf("gRPC wrong secret of %s at %s: %v %v", k.id, m.Name, r.GetAuthenticated(), err)
 				}
-				if a := ask(ctx, kube, k.bearer, nil); !a.OK {
+				answers.WriteString(prototext.Format(r))
+				a := ask(ctx, kube, k.bearer, nil)
+				if !a.OK {
 					t.Fatalf("%s %s at %s: %v", p.route, k.id, m.Name, a)
 				}
-				if a := ask(ctx, kube, wrong, nil); a.OK || a.Err != "unknown token or wrong secret" {
+				answers.WriteString(a.String())
+				a = ask(ctx, kube, wrong, nil)
+				if a.OK || a.Err != "unknown token or wrong secret" {
 					t.Fatalf("%s wrong secret of %s at %s: %v", p.route, k.id, m.Name, a)
 				}
+				answers.WriteString(a.String())
 			}
 		}
 	}
+	h.add("authentication answers (gRPC and webhook)", []byte(answers.String()))
 	ctl(false, "token", "verify", toks[0].bearer, "-o", "json")
 	out, errOut, code := tokenctl(ctx, t, "--endpoints", eps, "token", "verify", toks[0].id+":"+wrongSecret(secretOf(t, toks[0].bearer)), "-o", "json")
 	h.add("tokenctl verify wrong secret stdout", []byte(out))

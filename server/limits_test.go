@@ -194,7 +194,7 @@ func TestUnaryCallsWithoutDeadlineGetOne(t *testing.T) {
 		})
 		return left, ok
 	}
-	if left, ok := deadlineOf(context.Background()); !ok || left <= 6*time.Second || left > 7*time.Second {
+	if left, ok := deadlineOf(context.Background()); !ok || left <= 4*time.Second || left > 7*time.Second {
 		t.Errorf("call without deadline: deadline in %s (set %v), want --request-timeout 7s", left, ok)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
