@@ -26,7 +26,6 @@ import (
 	"net/http"
 	"time"
 
-	"google.golang.org/grpc"
 )
 
 const (
@@ -84,13 +83,5 @@ func newHTTPServer(h http.Handler, l httpLimits) *http.Server {
 		ReadHeaderTimeout: l.readHeaderTimeout,
 		ReadTimeout:       l.readTimeout,
 		IdleTimeout:       l.idleTimeout,
-	}
-}
-
-// clientGRPCLimits are the message size limits of the client gRPC server.
-func clientGRPCLimits(maxRequestBytes int) []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(maxRequestBytes),
-		grpc.MaxSendMsgSize(MaxResponseBytes),
 	}
 }
