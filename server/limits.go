@@ -25,7 +25,6 @@ package server
 import (
 	"net/http"
 	"time"
-
 )
 
 const (
