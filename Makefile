@@ -8,7 +8,7 @@ PROTOC_GEN_GO_VERSION  := v1.36.12
 PROTOC_GEN_GRPC_VERSION := v1.5.1
 STATICCHECK_VERSION    := v0.8.2
 
-.PHONY: all build test test-short lint vet fmt-check staticcheck proto proto-check tools run bench bench-scale clean cluster-test image compose-up compose-down
+.PHONY: all build test test-short lint vet fmt-check staticcheck proto proto-check tools run bench bench-scale clean cluster-test image compose-up compose-down fuzz
 
 all: build
 
@@ -55,6 +55,22 @@ test: lint build
 
 test-short: build
 	$(GO) test -count=1 -short ./...
+
+# fuzz runs every fuzz target (every "func Fuzz..." in a _test.go file of
+# this module) for FUZZTIME each: go test -fuzz takes one target per run. A
+# crasher is written to testdata/fuzz/<Target>/ of its package: fix the
+# cause and commit the file, plain "go test" then runs it as a regression
+# test. docs/hardening.md lists what each target checks.
+FUZZTIME ?= 30s
+FUZZ_DIRS = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' . --exclude-dir=bench --exclude-dir=.tools --exclude-dir=.git)))
+
+fuzz:
+	@set -e; for d in $(FUZZ_DIRS); do \
+	  for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$d*_test.go); do \
+	    echo "fuzz $$d $$name for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$d; \
+	  done; \
+	done
 
 # run starts a local three-member cluster with data under ./data.
 run: build

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -199,6 +200,11 @@ func statusError(ctx context.Context, kind rpcKind, err error) error {
 		switch code {
 		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unknown:
 			msg += " (the change may or may not have been applied; check before retrying)"
+		case codes.ResourceExhausted:
+			// gRPC's own size refusal names bytes, not the setting.
+			if strings.Contains(msg, "larger than max") {
+				msg += " (the member's --max-request-bytes bounds one request; this one was not applied)"
+			}
 		}
 	}
 	return &rpcError{code: code, msg: msg}

@@ -157,13 +157,14 @@ func (a *app) readRBACInput(files []string, recursive bool) (*rbacInput, error) 
 	in := &rbacInput{}
 	var total int64
 	read := func(name string, r io.Reader) error {
-		b, err := io.ReadAll(io.LimitReader(r, maxRBACInput-total+1))
+		b, over, err := readBounded(r, name, maxRBACInput-total)
 		if err != nil {
-			return fmt.Errorf("read %s: %w", name, err)
+			return err
 		}
-		if total += int64(len(b)); total > maxRBACInput {
-			return fmt.Errorf("input is larger than %d MiB", maxRBACInput>>20)
+		if over {
+			return fmt.Errorf("input is larger than %d MiB (reading %s)", maxRBACInput>>20, name)
 		}
+		total += int64(len(b))
 		docs, err := rbac.SplitDocuments(b)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)

@@ -100,11 +100,11 @@ func (a *app) readImportFile(name string) ([]byte, error) {
 		defer f.Close()
 		r = f
 	}
-	b, err := io.ReadAll(io.LimitReader(r, maxImportFile+1))
+	b, over, err := readBounded(r, name, maxImportFile)
 	if err != nil {
-		return nil, fmt.Errorf("import: read %s: %w", name, err)
+		return nil, fmt.Errorf("import: %w", err)
 	}
-	if len(b) > maxImportFile {
+	if over {
 		return nil, fmt.Errorf("import: %s is larger than %d MiB", name, maxImportFile>>20)
 	}
 	return b, nil

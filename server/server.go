@@ -176,7 +176,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	// the peer transport's grpc.Server above has none of this (overload.go).
 	s.admission = newAdmission(cfg.MaxInflight, cfg.OverloadRetryAfter, s.metrics.rejected)
 	s.grpc = grpc.NewServer(
-		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes), grpc.MaxSendMsgSize(MaxResponseBytes), // limits.go
 		grpc.ChainUnaryInterceptor(s.admission.unaryInterceptor, s.metrics.unaryInterceptor, s.deadlineInterceptor),
 		grpc.ChainStreamInterceptor(s.admission.streamInterceptor),
 	)
@@ -198,7 +198,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}()
 	go s.healthLoop()
 	if httpL != nil {
-		s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		s.http = newHTTPServer(s.httpHandler(), defaultHTTPLimits) // limits.go
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()

@@ -82,6 +82,8 @@ func (t *GRPC) Start(h raftstore.Handler) error {
 	t.h = h
 	opts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxMessageBytes),
+		grpc.MaxSendMsgSize(maxMessageBytes),
+		grpc.ChainUnaryInterceptor(deadlineInterceptor(defaultPeerTimeout)), // limits.go
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	}, t.cfg.ServerOptions...)
 	t.srv = grpc.NewServer(opts...)

@@ -122,6 +122,10 @@ func copyObjects(m map[Key]*Object) map[Key]*Object {
 	return c
 }
 
+// Discard drops what Apply, Delete or Restore staged and Committed has not
+// published: the transaction that held it was rolled back.
+func (s *Store) Discard() { s.staged = nil }
+
 // Committed publishes what was applied up to index, now durable, as the
 // state at index. Called on the apply loop after every commit and after
 // Restore (raftstore.Committer, through the state machine).

@@ -147,8 +147,19 @@ func (s *State) current(id string) *entry {
 	return s.tokens[id]
 }
 
-// Apply implements raftstore.StateMachine.
+// Apply implements raftstore.StateMachine. When it fails, the transaction
+// is rolled back (raftstore stops rather than go on), so whatever this batch
+// staged in memory is dropped with it: a failed Apply changes nothing.
 func (s *State) Apply(tx *bolt.Tx, index uint64, payload []byte) (any, error) {
+	res, err := s.apply(tx, index, payload)
+	if err != nil {
+		clear(s.pending)
+		s.rbac.Discard()
+	}
+	return res, err
+}
+
+func (s *State) apply(tx *bolt.Tx, index uint64, payload []byte) (any, error) {
 	cmd := &raftstorev1.Command{}
 	if err := proto.Unmarshal(payload, cmd); err != nil {
 		return nil, fmt.Errorf("decode command: %w", err)
