@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs tokenstore's benchmarks (docs/BENCHMARKS.md explains every figure):
 #
-#  1. the in-process authentication path (Go benchmarks, 5 runs each so
-#     benchstat can compare runs);
+#  1. the in-process authentication and authorization paths (Go
+#     benchmarks, 5 runs each so benchstat can compare runs), and the
+#     lastUsedAt tracker's cost per authentication (tracking on vs off in
+#     alternating chunks, issue 3);
 #  2. tsbench (cluster-test/cmd/tsbench) against a three-process cluster on
 #     127.0.0.1: bounded vs linearizable reads, creates, and lastUsedAt
 #     (tracking on vs off, batched register vs a naive CAS per
@@ -32,8 +34,11 @@ if [[ "${1:-}" == "-scale" ]]; then
 	exit 0
 fi
 
-echo "== in-process: go test -bench (server/state, server/token)"
-go test -run '^$' -bench 'BenchmarkAuthenticate|BenchmarkParseAndHash' -benchmem -count 5 ./server/state/ ./server/token/
+echo "== in-process: go test -bench (server/state, server/token, server/rbac)"
+go test -run '^$' -bench 'BenchmarkAuthenticate|BenchmarkParseAndHash|BenchmarkAuthorize$' -benchmem -count 5 ./server/state/ ./server/token/ ./server/rbac/
+echo
+echo "== in-process: lastUsedAt tracking on vs off, paired (server)"
+go test -run '^$' -bench 'BenchmarkAuthenticateTracking' -benchmem -count 5 ./server/
 
 echo
 echo "== cluster: go run ./cluster-test/cmd/tsbench $*"
