@@ -11,6 +11,7 @@ import (
 	"time"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
+	"github.com/tokenstore/tokenstore/internal/threadcpu"
 )
 
 // trackingBenchTokens is how many tokens each member of
@@ -55,29 +56,46 @@ const trackingChunk = 1000
 // pairedTrackingBench runs b.N authentications on off and b.N on on, with
 // workers goroutines, alternating between the two every trackingChunk
 // authentications, and reports each side's wall time per authentication.
+// With one worker it also reports the CPU time the authenticating thread
+// spent per authentication on each side (cpu-ns/auth-off, cpu-ns/auth-on,
+// cpu-on/off): time the thread spent descheduled while the machine runs
+// other work is not in it, so it holds still where wall time does not.
 func pairedTrackingBench(b *testing.B, off, on *trackingBenchServer, workers int) {
-	var spent [2]time.Duration // off, on
+	var spent, cpu [2]time.Duration // off, on
 	sides := [2]*trackingBenchServer{off, on}
+	_, haveCPU := threadcpu.Now()
+	haveCPU = haveCPU && workers == 1
+	if haveCPU {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done, chunk := 0, 0; done < b.N; chunk++ {
 		n := min(trackingChunk, b.N-done)
 		for k := 0; k < 2; k++ {
 			side := (k + chunk) % 2 // off, on; then on, off
+			c0, _ := threadcpu.Now()
 			t0 := time.Now()
 			if err := sides[side].authenticateN(done, n, workers); err != nil {
 				b.Fatal(err)
 			}
 			spent[side] += time.Since(t0)
+			c1, _ := threadcpu.Now()
+			cpu[side] += c1 - c0
 		}
 		done += n
 	}
 	b.StopTimer()
-	offNs := float64(spent[0].Nanoseconds()) / float64(b.N)
-	onNs := float64(spent[1].Nanoseconds()) / float64(b.N)
-	b.ReportMetric(offNs, "ns/auth-off")
-	b.ReportMetric(onNs, "ns/auth-on")
-	b.ReportMetric(onNs/offNs, "on/off")
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) }
+	b.ReportMetric(per(spent[0]), "ns/auth-off")
+	b.ReportMetric(per(spent[1]), "ns/auth-on")
+	b.ReportMetric(per(spent[1])/per(spent[0]), "on/off")
+	if haveCPU && cpu[0] > 0 {
+		b.ReportMetric(per(cpu[0]), "cpu-ns/auth-off")
+		b.ReportMetric(per(cpu[1]), "cpu-ns/auth-on")
+		b.ReportMetric(per(cpu[1])/per(cpu[0]), "cpu-on/off")
+	}
 }
 
 // authenticateN authenticates n tokens in turn from the from-th, spread
