@@ -37,7 +37,7 @@ if [[ "${1:-}" == "-scale" ]]; then
 fi
 
 echo "== in-process: go test -bench (server/state, server/token, server/rbac)"
-go test -run '^$' -bench 'BenchmarkAuthenticate|BenchmarkParseAndHash|BenchmarkAuthorize$' -benchmem -count 5 ./server/state/ ./server/token/ ./server/rbac/
+go test -run '^$' -bench 'BenchmarkAuthenticate|BenchmarkParseAndHash|BenchmarkAuthorize$|BenchmarkAuthorizeThreadCPU' -benchmem -count 5 ./server/state/ ./server/token/ ./server/rbac/
 echo
 echo "== in-process: lastUsedAt tracking on vs off, paired (server)"
 go test -run '^$' -bench 'BenchmarkAuthenticateTracking' -benchmem -count 5 ./server/
