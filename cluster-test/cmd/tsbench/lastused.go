@@ -137,7 +137,7 @@ func (b *bench) onOffPhase(ctx context.Context, o *offCluster, sum *lastUsedSumm
 	rs := b.runVariants(ctx, o.procs, []variant{
 		{trackingOn, sum.onMember, lg.AuthOp(authOn, b.set, lg.Bounded, b.follower.Name)},
 		{trackingOff, sum.offMember, lg.AuthOp(authOff, o.set, lg.Bounded, o.follower.Name)},
-	}, b.cfg.concurrency, b.cfg.onOffRounds, "")
+	}, b.cfg.concurrency, b.cfg.onOffRounds, b.cfg.onOffDuration, "")
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted: %w", ctx.Err())
 	}
@@ -146,7 +146,7 @@ func (b *bench) onOffPhase(ctx context.Context, o *offCluster, sum *lastUsedSumm
 	}
 	fmt.Fprintln(b.out)
 	fmt.Fprintf(b.out, "lastUsedAt tracking on vs off: bounded Authenticate at a follower of each cluster (--last-used-interval 1s vs 0), %d clients over %d connections, %v per round, %d tokens in turn in each\n",
-		b.cfg.concurrency, b.cfg.conns, b.cfg.duration, len(b.set.Bearers))
+		b.cfg.concurrency, b.cfg.conns, b.cfg.onOffDuration, len(b.set.Bearers))
 	lg.PrintRounds(b.out, "mode", "auth/s", rs, o.procs.Names)
 	sum.onOffRounds = rs
 	sum.onOff = lg.Summarize(rs, []string{trackingOn, trackingOff})
@@ -186,7 +186,7 @@ func (b *bench) hotPhase(ctx context.Context, o *offCluster, sum *lastUsedSummar
 		rs := b.runVariants(ctx, o.procs, []variant{
 			{batched, b.follower.Name, lg.AuthOp(authOn, hotOn, lg.Bounded, b.follower.Name)},
 			{naiveCAS, "off-" + o.follower.Name, lg.NaiveCASOp(authOff, tokensOff, hotOff, o.follower.Name)},
-		}, c, b.cfg.hotRounds, tag)
+		}, c, b.cfg.hotRounds, b.cfg.duration, tag)
 		all = append(all, rs...)
 		h := hotSummary{clients: c}
 		ss := lg.Summarize(rs, []string{batched + tag, naiveCAS + tag})

@@ -9,8 +9,8 @@
 //     to the leader);
 //   - lastUsedAt (issue 3, -last-used, on by default): Authenticate at a
 //     follower with tracking on against a second cluster started with
-//     --last-used-interval 0 (-onoff-rounds rounds each, before the write
-//     rounds so both clusters hold the same tokens), and, on one hot token
+//     --last-used-interval 0 (-onoff-rounds short rounds each, before the
+//     write rounds so both clusters hold the same tokens), and, on one hot token
 //     at 1, 64 and 1,000 clients, the batched register against the naive
 //     design of one replicated compare-and-swap per authentication
 //     (loadgen.NaiveCASOp) through that second cluster's raft group;
@@ -80,6 +80,7 @@ type config struct {
 	hotRounds        int
 	memberFlags      []string
 	onOffRounds      int
+	onOffDuration    time.Duration
 	webhooks         bool
 	importedTokens   int
 	rbacRoles        int
@@ -101,7 +102,8 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.lastUsed, "last-used", true, "also measure lastUsedAt tracking on vs off, and the batched register vs a naive CAS per authentication on one hot token (starts a second cluster)")
 	hot := fs.String("hot-clients", "1,64,1000", "client counts of the hot-token comparison")
 	fs.IntVar(&c.hotRounds, "hot-rounds", 2, "rounds per design and client count in the hot-token comparison")
-	fs.IntVar(&c.onOffRounds, "onoff-rounds", 6, "rounds per mode of the lastUsedAt tracking on vs off comparison (more than -rounds: the difference sought is 5%)")
+	fs.IntVar(&c.onOffRounds, "onoff-rounds", 30, "rounds per mode of the lastUsedAt tracking on vs off comparison (many short ones: the difference sought is 5%, and short alternating rounds let bursts of other load fall on both modes)")
+	fs.DurationVar(&c.onOffDuration, "onoff-duration", time.Second, "length of one round of the tracking on vs off comparison")
 	fs.BoolVar(&c.webhooks, "webhooks", true, "also measure TokenReview and SubjectAccessReview over HTTP and imported scrypt tokens at the follower")
 	fs.IntVar(&c.importedTokens, "imported-tokens", 100, "Rancher scrypt tokens imported for the imported-vs-native comparison (at most -tokens; each costs one scrypt to make and one at its first use)")
 	fs.IntVar(&c.rbacRoles, "rbac-roles", 1000, "ClusterRoles of the SubjectAccessReview policy")
@@ -120,8 +122,8 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-hot-rounds and -onoff-rounds must be at least 1")
 	case c.importedTokens < 1, c.rbacRoles < 1, c.rbacBindings < 1:
 		return c, errors.New("-imported-tokens, -rbac-roles and -rbac-bindings must be at least 1")
-	case c.duration <= 0:
-		return c, errors.New("-duration must be positive")
+	case c.duration <= 0, c.onOffDuration <= 0:
+		return c, errors.New("-duration and -onoff-duration must be positive")
 	case c.warmup < 0:
 		return c, errors.New("-warmup must not be negative")
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	lg "github.com/tokenstore/tokenstore/cluster-test/cmd/tsbench/loadgen"
 )
@@ -15,11 +16,11 @@ type variant struct {
 	do            lg.Op
 }
 
-// runVariants runs rounds rounds of every variant with clients closed-loop
-// clients, the order rotating each round (A B, B A for two), and measures
-// procs' CPU in each. tag is appended to every label. It stops early when
-// ctx ends; failures are the caller's to count.
-func (b *bench) runVariants(ctx context.Context, procs *lg.ProcSet, vs []variant, clients, rounds int, tag string) []lg.RoundResult {
+// runVariants runs rounds rounds of d of every variant with clients
+// closed-loop clients, the order rotating each round (A B, B A for two),
+// and measures procs' CPU in each. tag is appended to every label. It
+// stops early when ctx ends; failures are the caller's to count.
+func (b *bench) runVariants(ctx context.Context, procs *lg.ProcSet, vs []variant, clients, rounds int, d time.Duration, tag string) []lg.RoundResult {
 	var out []lg.RoundResult
 	for r := 1; r <= rounds && ctx.Err() == nil; r++ {
 		order := lg.Rotate(vs, r)
@@ -28,7 +29,7 @@ func (b *bench) runVariants(ctx context.Context, procs *lg.ProcSet, vs []variant
 		}
 		for _, v := range order {
 			before := procs.Snap()
-			res := lg.RunRound(ctx, clients, b.cfg.duration, v.do)
+			res := lg.RunRound(ctx, clients, d, v.do)
 			procs.Fill(&res, before, procs.Snap())
 			res.Round, res.Label, res.Member = r, v.label+tag, v.member
 			out = append(out, res)

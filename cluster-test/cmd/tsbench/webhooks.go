@@ -53,7 +53,7 @@ func (b *bench) tokenReviewPhase(ctx context.Context, sum *speedSummary) error {
 	rs := b.runVariants(ctx, b.procs, []variant{
 		{tokenReview, b.follower.Name, review},
 		{grpcAuthenticate, b.follower.Name, lg.AuthOp(auth, b.set, lg.Bounded, b.follower.Name)},
-	}, b.cfg.concurrency, b.cfg.rounds, "")
+	}, b.cfg.concurrency, b.cfg.rounds, b.cfg.duration, "")
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted: %w", ctx.Err())
 	}
@@ -102,7 +102,7 @@ func (b *bench) importedPhase(ctx context.Context, sum *speedSummary) error {
 	rs := b.runVariants(ctx, b.procs, []variant{
 		{scryptTokens, b.follower.Name, lg.AuthOp(auth, imported, lg.Bounded, b.follower.Name)},
 		{nativeTokens, b.follower.Name, lg.AuthOp(auth, native, lg.Bounded, b.follower.Name)},
-	}, b.cfg.concurrency, b.cfg.rounds, "")
+	}, b.cfg.concurrency, b.cfg.rounds, b.cfg.duration, "")
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted: %w", ctx.Err())
 	}
@@ -159,7 +159,7 @@ func (b *bench) accessReviewPhase(ctx context.Context, sum *speedSummary) error 
 	rs := b.runVariants(ctx, b.procs, []variant{
 		{accessReview, b.follower.Name, sar},
 		{grpcAuthorize, b.follower.Name, lg.AuthorizeOp(auth, p, b.follower.Name)},
-	}, b.cfg.concurrency, b.cfg.rounds, "")
+	}, b.cfg.concurrency, b.cfg.rounds, b.cfg.duration, "")
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted: %w", ctx.Err())
 	}
