@@ -9,10 +9,17 @@
 //     to the leader);
 //   - lastUsedAt (issue 3, -last-used, on by default): Authenticate at a
 //     follower with tracking on against a second cluster started with
-//     --last-used-interval 0, and, on one hot token at 1, 64 and 1,000
-//     clients, the batched register against the naive design of one
-//     replicated compare-and-swap per authentication (loadgen.NaiveCASOp)
-//     through that second cluster's raft group.
+//     --last-used-interval 0 (-onoff-rounds short rounds each, before the
+//     write rounds so both clusters hold the same tokens), and, on one hot token
+//     at 1, 64 and 1,000 clients, the batched register against the naive
+//     design of one replicated compare-and-swap per authentication
+//     (loadgen.NaiveCASOp) through that second cluster's raft group;
+//   - the webhooks (-webhooks, on by default), all at the follower:
+//     TokenReview v1 over HTTP keep-alive against gRPC Authenticate, and
+//     repeated authentications of Rancher-imported scrypt tokens against
+//     native ones (issue 5); SubjectAccessReview v1 over HTTP keep-alive
+//     against gRPC Authorize with 10,000 bindings and 1,000 roles loaded
+//     (issue 7).
 //
 // The measuring machinery is package loadgen, shared with the etcd
 // comparison in bench/ (its own module).
@@ -72,6 +79,12 @@ type config struct {
 	hotClients       []int
 	hotRounds        int
 	memberFlags      []string
+	onOffRounds      int
+	onOffDuration    time.Duration
+	webhooks         bool
+	importedTokens   int
+	rbacRoles        int
+	rbacBindings     int
 	args             []string // as given, for the report
 }
 
@@ -89,6 +102,12 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.lastUsed, "last-used", true, "also measure lastUsedAt tracking on vs off, and the batched register vs a naive CAS per authentication on one hot token (starts a second cluster)")
 	hot := fs.String("hot-clients", "1,64,1000", "client counts of the hot-token comparison")
 	fs.IntVar(&c.hotRounds, "hot-rounds", 2, "rounds per design and client count in the hot-token comparison")
+	fs.IntVar(&c.onOffRounds, "onoff-rounds", 30, "rounds per mode of the lastUsedAt tracking on vs off comparison (many short ones: the difference sought is 5%, and short alternating rounds let bursts of other load fall on both modes)")
+	fs.DurationVar(&c.onOffDuration, "onoff-duration", time.Second, "length of one round of the tracking on vs off comparison")
+	fs.BoolVar(&c.webhooks, "webhooks", true, "also measure TokenReview and SubjectAccessReview over HTTP and imported scrypt tokens at the follower")
+	fs.IntVar(&c.importedTokens, "imported-tokens", 100, "Rancher scrypt tokens imported for the imported-vs-native comparison (at most -tokens; each costs one scrypt to make and one at its first use)")
+	fs.IntVar(&c.rbacRoles, "rbac-roles", 1000, "ClusterRoles of the SubjectAccessReview policy")
+	fs.IntVar(&c.rbacBindings, "rbac-bindings", 10000, "bindings of the SubjectAccessReview policy")
 	mf := fs.String("member-flags", "", "extra tokenstore flags for every member of the measured cluster, space separated (e.g. \"--max-inflight=64\")")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -99,10 +118,12 @@ func parseFlags(args []string) (config, error) {
 	switch {
 	case c.tokens < 1, c.concurrency < 1, c.conns < 1, c.rounds < 1, c.writeConcurrency < 1:
 		return c, errors.New("-tokens, -concurrency, -conns, -rounds and -write-concurrency must be at least 1")
-	case c.hotRounds < 1:
-		return c, errors.New("-hot-rounds must be at least 1")
-	case c.duration <= 0:
-		return c, errors.New("-duration must be positive")
+	case c.hotRounds < 1, c.onOffRounds < 1:
+		return c, errors.New("-hot-rounds and -onoff-rounds must be at least 1")
+	case c.importedTokens < 1, c.rbacRoles < 1, c.rbacBindings < 1:
+		return c, errors.New("-imported-tokens, -rbac-roles and -rbac-bindings must be at least 1")
+	case c.duration <= 0, c.onOffDuration <= 0:
+		return c, errors.New("-duration and -onoff-duration must be positive")
 	case c.warmup < 0:
 		return c, errors.New("-warmup must not be negative")
 	}
@@ -208,18 +229,41 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
+	var luSum *lastUsedSummary
+	var off *offCluster
+	if cfg.lastUsed {
+		if off, err = b.startOffCluster(ctx); err != nil {
+			return err
+		}
+		defer off.stop()
+		luSum = &lastUsedSummary{}
+		if err := b.onOffPhase(ctx, off, luSum); err != nil {
+			return err
+		}
+	}
 	writeSum, err := b.writePhase(ctx)
 	if err != nil {
 		return err
 	}
-	var luSum *lastUsedSummary
 	if cfg.lastUsed {
-		if luSum, err = b.lastUsedPhase(ctx); err != nil {
+		if err := b.hotPhase(ctx, off, luSum); err != nil {
 			return err
+		}
+		// The webhook rounds measure the first cluster alone.
+		off.stop()
+	}
+	var speed *speedSummary
+	if cfg.webhooks {
+		speed = &speedSummary{}
+		for _, phase := range []func(context.Context, *speedSummary) error{b.tokenReviewPhase, b.importedPhase, b.accessReviewPhase} {
+			if err := phase(ctx, speed); err != nil {
+				return err
+			}
 		}
 	}
 	printSummary(out, b.follower.Name, authSum, writeSum, b.failed)
 	printLastUsedSummary(out, luSum)
+	printSpeedSummary(out, b.follower.Name, speed)
 	if b.failed > 0 {
 		return fmt.Errorf("%d requests failed their check or returned an error", b.failed)
 	}
@@ -415,12 +459,14 @@ func currentLeader(ctx context.Context, c *harness.Cluster) (*harness.Member, er
 // checkLoopback refuses to benchmark a member not on 127.0.0.1: this tool
 // must never send load elsewhere.
 func checkLoopback(m *harness.Member) error {
-	host, _, err := net.SplitHostPort(m.ClientAddr)
-	if err != nil {
-		return fmt.Errorf("member %s address %q: %w", m.Name, m.ClientAddr, err)
-	}
-	if host != "127.0.0.1" {
-		return fmt.Errorf("member %s listens on %s, not 127.0.0.1: refusing to send load there", m.Name, m.ClientAddr)
+	for _, addr := range []string{m.ClientAddr, m.HTTPAddr} {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("member %s address %q: %w", m.Name, addr, err)
+		}
+		if host != "127.0.0.1" {
+			return fmt.Errorf("member %s listens on %s, not 127.0.0.1: refusing to send load there", m.Name, addr)
+		}
 	}
 	return nil
 }

@@ -32,3 +32,47 @@ func TestSummaryHasNoTrailingBlanks(t *testing.T) {
 		t.Errorf("summary misses the verdict or the ratio:\n%s", b.String())
 	}
 }
+
+// pairedRounds makes one round per rate, labels alternating a, b from round 1.
+func pairedRounds(a, b string, rates ...int) []lg.RoundResult {
+	var rs []lg.RoundResult
+	for i, r := range rates {
+		label := a
+		if i%2 == 1 {
+			label = b
+		}
+		rs = append(rs, lg.RoundResult{Round: i/2 + 1, Label: label, OK: r, Elapsed: time.Second})
+	}
+	return rs
+}
+
+func TestLastUsedVerdictUsesPerRoundRatios(t *testing.T) {
+	// Medians 960 vs 1000 would pass; every round's own ratio is 0.8.
+	rs := pairedRounds(trackingOn, trackingOff, 800, 1000, 960, 1200, 1200, 1500)
+	s := &lastUsedSummary{onOffRounds: rs, onOff: lg.Summarize(rs, []string{trackingOn, trackingOff})}
+	var b strings.Builder
+	printLastUsedSummary(&b, s)
+	if !strings.Contains(b.String(), "within 5%: MISSED") || !strings.Contains(b.String(), "median 0.800") {
+		t.Errorf("want the per-round ratio 0.8 and MISSED:\n%s", b.String())
+	}
+	rs = pairedRounds(trackingOn, trackingOff, 980, 1000, 1470, 1500)
+	s = &lastUsedSummary{onOffRounds: rs, onOff: lg.Summarize(rs, []string{trackingOn, trackingOff})}
+	b.Reset()
+	printLastUsedSummary(&b, s)
+	if !strings.Contains(b.String(), "within 5%: met") {
+		t.Errorf("on/off 0.98 in every round should meet the goal:\n%s", b.String())
+	}
+}
+
+func TestImportedVerdict(t *testing.T) {
+	for _, c := range []struct {
+		scrypt, native int
+		want           string
+	}{{400, 1000, "within 2x: MISSED"}, {600, 1000, "within 2x: met"}} {
+		var b strings.Builder
+		printSpeedSummary(&b, "n2", &speedSummary{imported: pairedRounds(scryptTokens, nativeTokens, c.scrypt, c.native), importedTokens: 10})
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("scrypt %d vs native %d: want %q in\n%s", c.scrypt, c.native, c.want, b.String())
+		}
+	}
+}

@@ -96,3 +96,18 @@ func TestRotateRunsEveryItemInEveryPosition(t *testing.T) {
 		t.Errorf("round 1 starts with %s", got[0])
 	}
 }
+
+func TestPairRatiosPairsRoundsNotPositions(t *testing.T) {
+	mk := func(round int, label string, ok int) RoundResult {
+		return RoundResult{Round: round, Label: label, OK: ok, Elapsed: time.Second}
+	}
+	// ABBA order: round 2 runs b first.
+	rs := []RoundResult{mk(1, "a", 90), mk(1, "b", 100), mk(2, "b", 50), mk(2, "a", 60), mk(3, "a", 10)}
+	got := PairRatios(rs, "a", "b")
+	if len(got) != 2 || got[0] != 0.9 || got[1] != 1.2 {
+		t.Fatalf("ratios %v, want [0.9 1.2] (round 3 has no b)", got)
+	}
+	if s := RatioSpread(got); s != "median 1.050 (0.900 to 1.200 over 2 rounds)" {
+		t.Errorf("spread %q", s)
+	}
+}
