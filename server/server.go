@@ -51,6 +51,9 @@ type Server struct {
 	draining atomic.Bool
 
 	clientAddr string
+
+	// oidc validates JWTs and keeps OIDC key sets current (oidc.go).
+	oidc *oidcParts
 }
 
 // Run starts a member and serves until ctx ends or the node stops on a
@@ -158,6 +161,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		go func() { defer s.wg.Done(); s.lastUsed.Run(bg) }()
 	}
 	s.metrics.registerLastUsed(s.lastUsed)
+	s.oidc = s.newOIDC()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.oidc.fetcher.Run(bg) }()
 	if cfg.CleanupDeadAfter > 0 && s.disc != nil {
 		s.wg.Add(1)
 		go s.cleanupDeadLoop(bg)
@@ -174,6 +180,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.rbac = newRBACService(s)
 	tokenstorev1.RegisterAuthServiceServer(s.grpc, &authService{s: s})
 	tokenstorev1.RegisterRBACServiceServer(s.grpc, s.rbac)
+	tokenstorev1.RegisterOIDCServiceServer(s.grpc, &oidcService{s: s})
 	tokenstorev1.RegisterTokenServiceServer(s.grpc, &tokenService{s: s})
 	tokenstorev1.RegisterClusterServiceServer(s.grpc, &clusterService{s: s})
 	s.health = health.NewServer()
