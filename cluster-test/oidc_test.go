@@ -11,6 +11,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
 	"github.com/tokenstore/tokenstore/cluster-test/harness"
@@ -125,9 +126,10 @@ func waitKeys(ctx context.Context, t *testing.T, c *harness.Cluster, issuer stri
 // every member; wrong audience, wrong issuer, bad signature, expired and
 // alg none refused everywhere; nbf 90 s ahead accepted with a 2-minute
 // leeway and refused with none; a rotated key accepted everywhere after
-// one refresh through the leader; the provider shut down and the
-// replicated keys still working; and every request the provider ever saw
-// came from the leader's process.
+// one refresh through the leader; a storm of unknown key ids costing at
+// most one fetch per refresh interval; the provider shut down and the
+// replicated keys still working, also on a restarted follower; and every
+// request the provider ever saw came from the leader's process.
 func TestOIDCReplicatedKeySets(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -253,6 +255,34 @@ func TestOIDCReplicatedKeySets(t *testing.T) {
 	}
 	expectEverywhere(t, "rotated key", oidcAnswers(ctx, t, c, rotated), true, "oidc:alice", "oidc:dev,oidc:ops", "", "")
 	expectEverywhere(t, "retired key", oidcAnswers(ctx, t, c, rsTok), false, "", "", "DENY_REASON_UNKNOWN", "not in the issuer's replicated key set")
+	// A storm of tokens with made-up key ids at the followers costs the
+	// provider at most one fetch (discovery + JWKS) per 10 s refresh
+	// interval, not one per token.
+	forger, err := oidctest.NewKey("forged", jose.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, stormStart := len(p.Requests()), time.Now()
+	const storm = 200
+	for i := range storm {
+		cl := claims(nil)
+		forged, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: forger.Private, KeyID: fmt.Sprintf("forged-%d", i)}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := jwt.Signed(forged).Claims(cl).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := followers[i%2].Auth.Authenticate(ctx, &tokenstorev1.AuthenticateRequest{Token: tok})
+		if err != nil || r.GetAuthenticated() {
+			t.Fatalf("forged key id at %s: %v %v", followers[i%2].Name, r, err)
+		}
+	}
+	windows := 1 + int(time.Since(stormStart)/(10*time.Second))
+	if got := len(p.Requests()) - before; got > 2*windows {
+		t.Fatalf("%d tokens with unknown key ids over %s caused %d provider requests, want at most %d", storm, time.Since(stormStart).Round(time.Millisecond), got, 2*windows)
+	}
 	out, errOut, code = tokenctl(ctx, t, "--endpoints", endpoints, "oidc", "get", p.URL, "-o", "json")
 	if code != 0 || !strings.Contains(out, `"k2"`) || strings.Contains(out, `"k1"`) {
 		t.Fatalf("oidc get after rotation: exit %d: %s%s", code, out, errOut)
@@ -266,6 +296,16 @@ func TestOIDCReplicatedKeySets(t *testing.T) {
 		t.Fatalf("refresh with the provider down: exit %d: %s", code, errOut)
 	}
 	expectEverywhere(t, "after a failed refresh", oidcAnswers(ctx, t, c, esTok), true, "oidc:alice", "oidc:dev,oidc:ops", "", "")
+	// A follower killed and restarted while the provider is down reads
+	// the keys back from its own state database.
+	c.Kill(followers[0])
+	if err := c.Start(followers[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectEverywhere(t, "after a follower restart, provider down", oidcAnswers(ctx, t, c, rotated), true, "oidc:alice", "oidc:dev,oidc:ops", "", "")
 
 	// Followers never contacted the provider: every request it served
 	// came from the leader's process.
