@@ -36,6 +36,11 @@ echo "== in-process: go test -bench (server/state, server/token)"
 go test -run '^$' -bench 'BenchmarkAuthenticate|BenchmarkParseAndHash' -benchmem -count 5 ./server/state/ ./server/token/
 
 echo
+echo "== JWT (OIDC): in-process verification, and authentications/s at a follower"
+go test -run '^$' -bench 'BenchmarkVerify' -benchmem -count 5 ./server/oidc/
+go test -run '^$' -bench 'BenchmarkOIDCFollower' -benchtime 20000x ./cluster-test/
+
+echo
 echo "== cluster: go run ./cluster-test/cmd/tsbench $*"
 go run ./cluster-test/cmd/tsbench "$@"
 
