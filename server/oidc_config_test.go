@@ -11,7 +11,7 @@ import (
 )
 
 func TestJWTLeewayFlag(t *testing.T) {
-	if d := DefaultConfig().JWTLeeway; d != oidc.DefaultLeeway || d != time.Minute {
+	if d := DefaultConfig().JWTLeeway; d != oidc.DefaultLeeway || oidc.DefaultLeeway != time.Minute {
 		t.Fatalf("default --jwt-leeway %s, want 1m (docs/oidc.md says why)", d)
 	}
 	for v, ok := range map[string]bool{"0s": true, "2m": true, "10m": true, "11m": false, "-1s": false} {
