@@ -239,7 +239,7 @@ func TestStatusJSON(t *testing.T) {
 	}
 	first := object(t, members[0])
 	assertKeys(t, first, "name", "id", "peerAddress", "clientAddress", "role", "term", "appliedIndex",
-		"commitIndex", "servingReads", "reachable", "error")
+		"commitIndex", "servingReads", "reachable", "error", "clock")
 	for i, want := range []string{"leader", "learner", "unknown"} {
 		if got := object(t, members[i])["role"]; got != want {
 			t.Errorf("members[%d].role = %v, want %s", i, got, want)
@@ -369,11 +369,11 @@ func TestStatusTable(t *testing.T) {
 	if lines[0] != "Cluster 00000000000000c1, leader none known" {
 		t.Errorf("cluster line = %q", lines[0])
 	}
-	if got := strings.Fields(lines[3]); !slices.Equal(got, []string{"m1", "00000000000000a1", "-", "-", "follower", "4", "99", "100", "yes", "yes", "-"}) {
+	if got := strings.Fields(lines[3]); !slices.Equal(got, []string{"m1", "00000000000000a1", "-", "-", "follower", "4", "99", "100", "yes", "-", "yes", "-"}) {
 		t.Errorf("reachable member row = %q", lines[3])
 	}
 	// An unreachable member reported nothing: no role, term or index.
-	if got := strings.Fields(lines[4]); !slices.Equal(got, []string{"m2", "00000000000000a2", "-", "-", "-", "-", "-", "-", "-", "no", "connection", "refused"}) {
+	if got := strings.Fields(lines[4]); !slices.Equal(got, []string{"m2", "00000000000000a2", "-", "-", "-", "-", "-", "-", "-", "-", "no", "connection", "refused"}) {
 		t.Errorf("unreachable member row = %q", lines[4])
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -67,6 +68,19 @@ type memberJSON struct {
 	ServingReads  bool   `json:"servingReads"`
 	Reachable     bool   `json:"reachable"`
 	Error         string `json:"error"`
+	// Clock is null when the member was not reachable or reports no clock.
+	Clock *clockJSON `json:"clock"`
+}
+
+// clockJSON is a member's clock offset to the leader. Offset and
+// OffsetSeconds are null before the first measurement ("unknown").
+type clockJSON struct {
+	Offset        *string  `json:"offset"`
+	OffsetSeconds *float64 `json:"offsetSeconds"`
+	RTTSeconds    *float64 `json:"rttSeconds"`
+	TimeSource    string   `json:"timeSource"`
+	Applied       bool     `json:"applied"`
+	Refused       bool     `json:"refused"`
 }
 
 func statusView(resp *tokenstorev1.StatusResponse) statusJSON {
@@ -92,6 +106,7 @@ func statusView(resp *tokenstorev1.StatusResponse) statusJSON {
 			ServingReads:  m.GetServingReads(),
 			Reachable:     m.GetReachable(),
 			Error:         m.GetError(),
+			Clock:         clockView(m.GetClock()),
 		})
 	}
 	return v
@@ -118,20 +133,21 @@ func statusTable(resp *tokenstorev1.StatusResponse) string {
 	fmt.Fprintf(&b, "Cluster %s, leader %s\n\n", hexID(resp.GetClusterId()), leader)
 	rows := make([][]string, 0, len(resp.GetMembers()))
 	for _, m := range resp.GetMembers() {
-		role, term, applied, commit, reads := "-", "-", "-", "-", "-"
+		role, term, applied, commit, reads, clock := "-", "-", "-", "-", "-", "-"
 		if m.GetReachable() {
 			role = memberRole(m.GetRole())
 			term = strconv.FormatUint(m.GetTerm(), 10)
 			applied = strconv.FormatUint(m.GetAppliedIndex(), 10)
 			commit = strconv.FormatUint(m.GetCommitIndex(), 10)
 			reads = yesNo(m.GetServingReads())
+			clock = clockCell(m.GetClock())
 		}
 		rows = append(rows, []string{
 			m.GetName(), hexID(m.GetId()), m.GetPeerAddress(), m.GetClientAddress(),
-			role, term, applied, commit, reads, yesNo(m.GetReachable()), m.GetError(),
+			role, term, applied, commit, reads, clock, yesNo(m.GetReachable()), m.GetError(),
 		})
 	}
-	b.WriteString(table([]string{"NAME", "ID", "PEER ADDRESS", "CLIENT ADDRESS", "ROLE", "TERM", "APPLIED", "COMMIT", "SERVING READS", "REACHABLE", "ERROR"}, rows))
+	b.WriteString(table([]string{"NAME", "ID", "PEER ADDRESS", "CLIENT ADDRESS", "ROLE", "TERM", "APPLIED", "COMMIT", "SERVING READS", "CLOCK OFFSET", "REACHABLE", "ERROR"}, rows))
 	b.WriteString(answeredBy(resp.GetHeader()))
 	return b.String()
 }
@@ -141,4 +157,48 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+func clockView(c *tokenstorev1.MemberClock) *clockJSON {
+	if c == nil {
+		return nil
+	}
+	v := &clockJSON{TimeSource: c.GetTimeSource(), Applied: c.GetApplied(), Refused: c.GetRefused()}
+	if c.GetOffset() != nil {
+		off, rtt := c.GetOffset().AsDuration().Seconds(), c.GetRtt().AsDuration().Seconds()
+		s := signedDuration(c.GetOffset().AsDuration())
+		v.Offset, v.OffsetSeconds, v.RTTSeconds = &s, &off, &rtt
+	}
+	return v
+}
+
+// clockCell is the CLOCK OFFSET column: the leader's clock minus the
+// member's ("+2m0.001s": the member is 2 minutes behind), "unknown" before
+// the first measurement, "-" when not reported. A suffix says when the
+// member does not correct by it: "(local time)" with --time-source local,
+// "(REFUSED)" when it exceeds --max-clock-correction.
+func clockCell(c *tokenstorev1.MemberClock) string {
+	if c == nil {
+		return "-"
+	}
+	s := "unknown"
+	if c.GetOffset() != nil {
+		s = signedDuration(c.GetOffset().AsDuration())
+	}
+	switch {
+	case c.GetRefused():
+		s += " (REFUSED)"
+	case c.GetTimeSource() == "local":
+		s += " (local time)"
+	}
+	return s
+}
+
+// signedDuration is d rounded to the millisecond, with its sign.
+func signedDuration(d time.Duration) string {
+	d = d.Round(time.Millisecond)
+	if d >= 0 {
+		return "+" + d.String()
+	}
+	return d.String()
 }

@@ -56,6 +56,11 @@ type Config struct {
 	// MaxProposalBytes bounds one proposal (default 1.5 MiB).
 	MaxProposalBytes int
 
+	// ClockStatus, when set, is this member's clock as reported in its
+	// MemberStatus (server/clock measures it; raftstore only carries it).
+	// Called from any goroutine; must not block.
+	ClockStatus func() *raftstorev1.ClockStatus
+
 	StateMachine StateMachine
 	Transport    Transport
 	Logger       *slog.Logger

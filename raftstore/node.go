@@ -493,7 +493,12 @@ func (n *Node) Status() *MemberStatus {
 		s := n.raft.Status()
 		_, learner = s.Config.Learners[n.cfg.ID]
 	}
+	var clock *raftstorev1.ClockStatus
+	if n.cfg.ClockStatus != nil {
+		clock = n.cfg.ClockStatus()
+	}
 	return &MemberStatus{
+		Clock:         clock,
 		Name:          n.cfg.Name,
 		ID:            n.cfg.ID,
 		PeerAddress:   n.cfg.PeerAddress,

@@ -78,4 +78,6 @@ type MemberStatus struct {
 	CommitIndex  uint64
 	LeaderID     uint64
 	ServingReads bool
+	// Clock is the member's clock report; nil when it sends none.
+	Clock *raftstorev1.ClockStatus
 }

@@ -90,7 +90,7 @@ func (s *Server) authenticate(ctx context.Context, req authRequest) (authAnswer,
 		s.metrics.unavailable.Inc()
 		return authAnswer{}, err
 	}
-	now := time.Now()
+	now := s.clock.Now() // cluster time (clustertime.go)
 	d := s.state.Check(id, secret, req.audiences, now)
 	rev := d.Revision // exactly the state the decision was read from
 	if d.Busy {

@@ -65,6 +65,7 @@ func fillMemberStatus(ms *tokenstorev1.MemberStatus, st *raftstore.MemberStatus)
 	ms.AppliedIndex = st.AppliedIndex
 	ms.CommitIndex = st.CommitIndex
 	ms.ServingReads = st.ServingReads
+	ms.Clock = memberClock(st.Clock)
 	switch {
 	case st.Learner:
 		ms.Role = tokenstorev1.MemberRole_MEMBER_ROLE_LEARNER

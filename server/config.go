@@ -15,6 +15,7 @@ import (
 
 	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
 	"github.com/tokenstore/tokenstore/raftstore"
+	"github.com/tokenstore/tokenstore/server/clock"
 	"github.com/tokenstore/tokenstore/server/oidc"
 )
 
@@ -42,6 +43,9 @@ type Config struct {
 	ReadConsistency     string
 	MaxStaleness        time.Duration
 	RequestTimeout      time.Duration
+	TimeSource          string
+	MaxClockCorrection  time.Duration
+	TestClockOffset     time.Duration
 	ShutdownDelay       time.Duration
 	SnapshotCount       uint64
 	CatchUpEntries      uint64
@@ -79,6 +83,10 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ReadConsistency, "read-consistency", "bounded", "default read consistency: bounded (local state confirmed within --max-staleness) or linearizable (ReadIndex per batch of reads)")
 	fs.DurationVar(&c.MaxStaleness, "max-staleness", 5*time.Second, "bounded reads fail closed when this member has not confirmed it is caught up with the leader for this long")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "deadline for a request that brings none")
+	fs.StringVar(&c.TimeSource, "time-source", "cluster", "time for expiry and other time checks: cluster (this member's clock corrected by its measured offset to the leader's) or local (this member's clock)")
+	fs.DurationVar(&c.MaxClockCorrection, "max-clock-correction", DefaultMaxClockCorrection, "largest clock offset to the leader that is corrected; a larger one is not applied, logged as an error and raises tokenstore_clock_correction_refused")
+	fs.DurationVar(&c.TestClockOffset, "test-clock-offset", 0, "TEST ONLY: shift this member's clock by this much (e.g. -2m) to simulate a skewed host")
+	_ = fs.MarkHidden("test-clock-offset")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep answering requests this long after readiness turns false and leadership is handed over, so load balancers stop sending new ones before the listeners close (a few seconds behind a Kubernetes Service)")
 	fs.Uint64Var(&c.SnapshotCount, "snapshot-count", 10000, "applied entries between snapshots (the log is compacted behind each)")
 	fs.Uint64Var(&c.CatchUpEntries, "catch-up-entries", 5000, "entries kept in the log behind each snapshot, so a slightly lagging follower catches up from the log rather than a snapshot")
@@ -203,6 +211,12 @@ func (c *Config) Validate() error {
 	case "bounded", "linearizable":
 	default:
 		return fmt.Errorf("--read-consistency %q: want bounded or linearizable", c.ReadConsistency)
+	}
+	if _, err := clock.ParseSource(c.TimeSource); err != nil {
+		return fmt.Errorf("--time-source: %w", err)
+	}
+	if c.MaxClockCorrection <= 0 {
+		return fmt.Errorf("--max-clock-correction %s: must be positive (to never correct, use --time-source local)", c.MaxClockCorrection)
 	}
 	if c.ShutdownDelay < 0 {
 		return errors.New("--shutdown-delay must not be negative")

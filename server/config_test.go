@@ -69,6 +69,7 @@ func TestConfigErrorsNameTheProblem(t *testing.T) {
 		{file: filepath.Join(dir, "missing.yaml"), want: "read config file"},
 		{env: [2]string{"TOKENSTORE_ELECTION_TICKS", "many"}, want: "TOKENSTORE_ELECTION_TICKS"},
 		{args: []string{"--max-staleness", "soon"}, want: "max-staleness"},
+		{args: []string{"--test-clock-offset", "2 minutes"}, want: "test-clock-offset"},
 	}
 	for _, c := range cases {
 		if c.env[0] != "" {
@@ -96,6 +97,8 @@ func TestValidateRefusesBadSettings(t *testing.T) {
 		{"initial cluster syntax", func(c *Config) { c.InitialCluster = "default" }, "name=host:port"},
 		{"join without gossip", func(c *Config) { c.Join = []string{"a:1"} }, "--listen-gossip"},
 		{"cluster state", func(c *Config) { c.InitialClusterState = "maybe" }, "--initial-cluster-state"},
+		{"time source", func(c *Config) { c.TimeSource = "ntp" }, "--time-source"},
+		{"max clock correction", func(c *Config) { c.MaxClockCorrection = 0 }, "--max-clock-correction"},
 	} {
 		c := DefaultConfig()
 		mod.f(&c)

@@ -36,10 +36,10 @@ type oidcParts struct {
 	fetcher   *oidc.Fetcher
 }
 
-// jwtClock is the clock JWT time checks use. It is time.Now until the
-// cluster clock (offset to the leader) is wired in here, so every member
-// decides with the same time.
-func (s *Server) jwtClock() func() time.Time { return time.Now }
+// jwtClock is the clock JWT time checks use: the member's clock (cluster
+// time by default: corrected by its offset to the leader, clustertime.go),
+// so every member decides about a JWT with the same time.
+func (s *Server) jwtClock() func() time.Time { return s.clock.Now }
 
 // newOIDC makes the validator and fetcher, registers the forward handlers
 // and metrics. Run the fetcher with Run.

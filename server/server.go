@@ -19,6 +19,7 @@ import (
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
 	"github.com/tokenstore/tokenstore/raftstore"
 	"github.com/tokenstore/tokenstore/raftstore/transport"
+	"github.com/tokenstore/tokenstore/server/clock"
 	"github.com/tokenstore/tokenstore/server/discovery"
 	"github.com/tokenstore/tokenstore/server/lastused"
 	"github.com/tokenstore/tokenstore/server/state"
@@ -36,6 +37,8 @@ type Server struct {
 	grpc      *grpc.Server
 	http      *http.Server
 	health    *health.Server
+	// clock is the member's time for every time check (clustertime.go).
+	clock *clock.Clock
 	// lastUsed is nil when tracking is disabled.
 	lastUsed *lastused.Tracker
 	// rbac answers authorization (rbac_service.go).
@@ -130,6 +133,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		closeAll()
 		return nil, err
 	}
+	if s.clock, err = s.newClock(p.id); err != nil {
+		closeAll()
+		return nil, err
+	}
 	tr := transport.New(transport.Config{ClusterID: p.clusterID, LocalID: p.id, Listener: peerL, Logger: log})
 	s.node, err = raftstore.Open(raftstore.Config{
 		Name: cfg.Name, ID: p.id, ClusterID: p.clusterID, DataDir: cfg.DataDir,
@@ -137,7 +144,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		PeerAddress: cfg.AdvertisePeer, ClientAddress: cfg.AdvertiseClient,
 		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks,
 		SnapshotCount: cfg.SnapshotCount, CatchUpEntries: cfg.CatchUpEntries, MaxStaleness: cfg.MaxStaleness,
-		StateMachine: s.state, Transport: tr, Logger: log,
+		StateMachine: s.state, Transport: tr, Logger: log, ClockStatus: s.clockStatus,
 	})
 	if err != nil {
 		closeAll()
@@ -155,6 +162,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	go s.probePeers() // metrics.go
 	bg, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	s.metrics.registerClock(s.clock)
+	s.runClock(bg)
 	if cfg.LastUsedInterval > 0 {
 		s.lastUsed = s.newLastUsedTracker()
 		s.wg.Add(1)

@@ -165,7 +165,7 @@ func (t *tokenService) CreateToken(ctx context.Context, req *tokenstorev1.Create
 			return nil, status.Error(codes.Internal, err.Error())
 		}
 		hash := token.Hash(salt, secret)
-		now := time.Now()
+		now := t.s.clock.Now()
 		rec := &raftstorev1.TokenRecord{
 			Format: 1, Id: id, Salt: salt, SecretHash: hash[:], User: user,
 			CreatedUnixNano: now.UnixNano(), Description: req.GetDescription(), Labels: req.GetLabels(),
@@ -297,7 +297,7 @@ func (t *tokenService) RevokeToken(ctx context.Context, req *tokenstorev1.Revoke
 	if !token.ValidID(req.GetId()) {
 		return nil, invalid("token id %q is not a valid id", req.GetId())
 	}
-	cmd := &raftstorev1.Command{Op: &raftstorev1.Command_RevokeToken{RevokeToken: &raftstorev1.RevokeToken{Id: req.GetId(), RevokedUnixNano: time.Now().UnixNano()}}}
+	cmd := &raftstorev1.Command{Op: &raftstorev1.Command_RevokeToken{RevokeToken: &raftstorev1.RevokeToken{Id: req.GetId(), RevokedUnixNano: t.s.clock.Now().UnixNano()}}}
 	out, idx, err := t.s.propose(ctx, fmt.Sprintf("revoke token %s", req.GetId()), cmd)
 	if err != nil {
 		return nil, err
@@ -316,7 +316,7 @@ func (t *tokenService) ImportTokens(ctx context.Context, req *tokenstorev1.Impor
 	if len(toks) > maxImportBatch {
 		return nil, invalid("%d tokens in one request: at most %d (send several batches)", len(toks), maxImportBatch)
 	}
-	now := time.Now().UnixNano()
+	now := t.s.clock.Now().UnixNano()
 	recs := make([]*raftstorev1.TokenRecord, 0, len(toks))
 	seen := make(map[string]bool, len(toks))
 	var problems []string

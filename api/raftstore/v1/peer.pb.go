@@ -9,6 +9,7 @@ package raftstorev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -679,13 +680,16 @@ type MemberStatusResponse struct {
 	PeerAddress   string                 `protobuf:"bytes,3,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
 	ClientAddress string                 `protobuf:"bytes,4,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
 	// state is the raft state: "leader", "follower", "candidate", "pre-candidate".
-	State         string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
-	Learner       bool   `protobuf:"varint,6,opt,name=learner,proto3" json:"learner,omitempty"`
-	Term          uint64 `protobuf:"varint,7,opt,name=term,proto3" json:"term,omitempty"`
-	AppliedIndex  uint64 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	CommitIndex   uint64 `protobuf:"varint,9,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
-	LeaderId      uint64 `protobuf:"fixed64,10,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	ServingReads  bool   `protobuf:"varint,11,opt,name=serving_reads,json=servingReads,proto3" json:"serving_reads,omitempty"`
+	State        string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Learner      bool   `protobuf:"varint,6,opt,name=learner,proto3" json:"learner,omitempty"`
+	Term         uint64 `protobuf:"varint,7,opt,name=term,proto3" json:"term,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	CommitIndex  uint64 `protobuf:"varint,9,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	LeaderId     uint64 `protobuf:"fixed64,10,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	ServingReads bool   `protobuf:"varint,11,opt,name=serving_reads,json=servingReads,proto3" json:"serving_reads,omitempty"`
+	// clock is the member's clock offset to the leader; unset from a member
+	// that does not report one (an older binary).
+	Clock         *ClockStatus `protobuf:"bytes,12,opt,name=clock,proto3" json:"clock,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -797,11 +801,102 @@ func (x *MemberStatusResponse) GetServingReads() bool {
 	return false
 }
 
+func (x *MemberStatusResponse) GetClock() *ClockStatus {
+	if x != nil {
+		return x.Clock
+	}
+	return nil
+}
+
+// ClockStatus is what a member reports about its clock (server/clock).
+type ClockStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// offset is the leader's clock minus this member's, as last measured
+	// (0 on the leader); unset before the first measurement.
+	Offset *durationpb.Duration `protobuf:"bytes,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// rtt is the round trip of the measurement the offset comes from.
+	Rtt *durationpb.Duration `protobuf:"bytes,2,opt,name=rtt,proto3" json:"rtt,omitempty"`
+	// time_source is "cluster" or "local" (--time-source).
+	TimeSource string `protobuf:"bytes,3,opt,name=time_source,json=timeSource,proto3" json:"time_source,omitempty"`
+	// applied is true when this member's time checks use offset.
+	Applied bool `protobuf:"varint,4,opt,name=applied,proto3" json:"applied,omitempty"`
+	// refused is true when offset exceeds --max-clock-correction and so is
+	// not applied.
+	Refused       bool `protobuf:"varint,5,opt,name=refused,proto3" json:"refused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClockStatus) Reset() {
+	*x = ClockStatus{}
+	mi := &file_raftstore_v1_peer_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClockStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClockStatus) ProtoMessage() {}
+
+func (x *ClockStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_raftstore_v1_peer_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClockStatus.ProtoReflect.Descriptor instead.
+func (*ClockStatus) Descriptor() ([]byte, []int) {
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ClockStatus) GetOffset() *durationpb.Duration {
+	if x != nil {
+		return x.Offset
+	}
+	return nil
+}
+
+func (x *ClockStatus) GetRtt() *durationpb.Duration {
+	if x != nil {
+		return x.Rtt
+	}
+	return nil
+}
+
+func (x *ClockStatus) GetTimeSource() string {
+	if x != nil {
+		return x.TimeSource
+	}
+	return ""
+}
+
+func (x *ClockStatus) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *ClockStatus) GetRefused() bool {
+	if x != nil {
+		return x.Refused
+	}
+	return false
+}
+
 var File_raftstore_v1_peer_proto protoreflect.FileDescriptor
 
 const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x17raftstore/v1/peer.proto\x12\fraftstore.v1\x1a\x18raftstore/v1/state.proto\"\x7f\n" +
+	"\x17raftstore/v1/peer.proto\x12\fraftstore.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x18raftstore/v1/state.proto\"\x7f\n" +
 	"\vJoinRequest\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x06R\tclusterId\x12\x12\n" +
@@ -843,7 +938,7 @@ const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\x14SendSnapshotResponse\"4\n" +
 	"\x13MemberStatusRequest\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\x06R\tclusterId\"\xd2\x02\n" +
+	"cluster_id\x18\x01 \x01(\x06R\tclusterId\"\x83\x03\n" +
 	"\x14MemberStatusResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x06R\x02id\x12!\n" +
@@ -856,7 +951,15 @@ const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\fcommit_index\x18\t \x01(\x04R\vcommitIndex\x12\x1b\n" +
 	"\tleader_id\x18\n" +
 	" \x01(\x06R\bleaderId\x12#\n" +
-	"\rserving_reads\x18\v \x01(\bR\fservingReads2\x8b\x03\n" +
+	"\rserving_reads\x18\v \x01(\bR\fservingReads\x12/\n" +
+	"\x05clock\x18\f \x01(\v2\x19.raftstore.v1.ClockStatusR\x05clock\"\xc2\x01\n" +
+	"\vClockStatus\x121\n" +
+	"\x06offset\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06offset\x12+\n" +
+	"\x03rtt\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03rtt\x12\x1f\n" +
+	"\vtime_source\x18\x03 \x01(\tR\n" +
+	"timeSource\x12\x18\n" +
+	"\aapplied\x18\x04 \x01(\bR\aapplied\x12\x18\n" +
+	"\arefused\x18\x05 \x01(\bR\arefused2\x8b\x03\n" +
 	"\vPeerService\x12E\n" +
 	"\x06Stream\x12\x1b.raftstore.v1.StreamRequest\x1a\x1c.raftstore.v1.StreamResponse(\x01\x12W\n" +
 	"\fSendSnapshot\x12!.raftstore.v1.SendSnapshotRequest\x1a\".raftstore.v1.SendSnapshotResponse(\x01\x12U\n" +
@@ -876,7 +979,7 @@ func file_raftstore_v1_peer_proto_rawDescGZIP() []byte {
 	return file_raftstore_v1_peer_proto_rawDescData
 }
 
-var file_raftstore_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_raftstore_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_raftstore_v1_peer_proto_goTypes = []any{
 	(*JoinRequest)(nil),          // 0: raftstore.v1.JoinRequest
 	(*JoinResponse)(nil),         // 1: raftstore.v1.JoinResponse
@@ -890,27 +993,32 @@ var file_raftstore_v1_peer_proto_goTypes = []any{
 	(*SendSnapshotResponse)(nil), // 9: raftstore.v1.SendSnapshotResponse
 	(*MemberStatusRequest)(nil),  // 10: raftstore.v1.MemberStatusRequest
 	(*MemberStatusResponse)(nil), // 11: raftstore.v1.MemberStatusResponse
-	(*Member)(nil),               // 12: raftstore.v1.Member
+	(*ClockStatus)(nil),          // 12: raftstore.v1.ClockStatus
+	(*Member)(nil),               // 13: raftstore.v1.Member
+	(*durationpb.Duration)(nil),  // 14: google.protobuf.Duration
 }
 var file_raftstore_v1_peer_proto_depIdxs = []int32{
-	12, // 0: raftstore.v1.JoinResponse.members:type_name -> raftstore.v1.Member
+	13, // 0: raftstore.v1.JoinResponse.members:type_name -> raftstore.v1.Member
 	7,  // 1: raftstore.v1.SendSnapshotRequest.header:type_name -> raftstore.v1.SnapshotHeader
 	8,  // 2: raftstore.v1.SendSnapshotRequest.trailer:type_name -> raftstore.v1.SnapshotTrailer
-	4,  // 3: raftstore.v1.PeerService.Stream:input_type -> raftstore.v1.StreamRequest
-	6,  // 4: raftstore.v1.PeerService.SendSnapshot:input_type -> raftstore.v1.SendSnapshotRequest
-	10, // 5: raftstore.v1.PeerService.MemberStatus:input_type -> raftstore.v1.MemberStatusRequest
-	2,  // 6: raftstore.v1.PeerService.Forward:input_type -> raftstore.v1.ForwardRequest
-	0,  // 7: raftstore.v1.PeerService.Join:input_type -> raftstore.v1.JoinRequest
-	5,  // 8: raftstore.v1.PeerService.Stream:output_type -> raftstore.v1.StreamResponse
-	9,  // 9: raftstore.v1.PeerService.SendSnapshot:output_type -> raftstore.v1.SendSnapshotResponse
-	11, // 10: raftstore.v1.PeerService.MemberStatus:output_type -> raftstore.v1.MemberStatusResponse
-	3,  // 11: raftstore.v1.PeerService.Forward:output_type -> raftstore.v1.ForwardResponse
-	1,  // 12: raftstore.v1.PeerService.Join:output_type -> raftstore.v1.JoinResponse
-	8,  // [8:13] is the sub-list for method output_type
-	3,  // [3:8] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	12, // 3: raftstore.v1.MemberStatusResponse.clock:type_name -> raftstore.v1.ClockStatus
+	14, // 4: raftstore.v1.ClockStatus.offset:type_name -> google.protobuf.Duration
+	14, // 5: raftstore.v1.ClockStatus.rtt:type_name -> google.protobuf.Duration
+	4,  // 6: raftstore.v1.PeerService.Stream:input_type -> raftstore.v1.StreamRequest
+	6,  // 7: raftstore.v1.PeerService.SendSnapshot:input_type -> raftstore.v1.SendSnapshotRequest
+	10, // 8: raftstore.v1.PeerService.MemberStatus:input_type -> raftstore.v1.MemberStatusRequest
+	2,  // 9: raftstore.v1.PeerService.Forward:input_type -> raftstore.v1.ForwardRequest
+	0,  // 10: raftstore.v1.PeerService.Join:input_type -> raftstore.v1.JoinRequest
+	5,  // 11: raftstore.v1.PeerService.Stream:output_type -> raftstore.v1.StreamResponse
+	9,  // 12: raftstore.v1.PeerService.SendSnapshot:output_type -> raftstore.v1.SendSnapshotResponse
+	11, // 13: raftstore.v1.PeerService.MemberStatus:output_type -> raftstore.v1.MemberStatusResponse
+	3,  // 14: raftstore.v1.PeerService.Forward:output_type -> raftstore.v1.ForwardResponse
+	1,  // 15: raftstore.v1.PeerService.Join:output_type -> raftstore.v1.JoinResponse
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_raftstore_v1_peer_proto_init() }
@@ -930,7 +1038,7 @@ func file_raftstore_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftstore_v1_peer_proto_rawDesc), len(file_raftstore_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

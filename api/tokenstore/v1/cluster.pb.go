@@ -9,6 +9,7 @@ package tokenstorev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -228,8 +229,11 @@ type MemberStatus struct {
 	ServingReads bool `protobuf:"varint,9,opt,name=serving_reads,json=servingReads,proto3" json:"serving_reads,omitempty"`
 	// reachable is false when the answering member could not ask this one;
 	// error then says why.
-	Reachable     bool   `protobuf:"varint,10,opt,name=reachable,proto3" json:"reachable,omitempty"`
-	Error         string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	Reachable bool   `protobuf:"varint,10,opt,name=reachable,proto3" json:"reachable,omitempty"`
+	Error     string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	// clock is the member's clock offset to the leader; unset when the member
+	// was not reachable or does not report one (an older binary).
+	Clock         *MemberClock `protobuf:"bytes,12,opt,name=clock,proto3" json:"clock,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -341,6 +345,99 @@ func (x *MemberStatus) GetError() string {
 	return ""
 }
 
+func (x *MemberStatus) GetClock() *MemberClock {
+	if x != nil {
+		return x.Clock
+	}
+	return nil
+}
+
+// MemberClock is a member's clock as it reported it. Members evaluate time
+// checks (token expiry) against their clock corrected by offset unless
+// started with --time-source local.
+type MemberClock struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// offset is the leader's clock minus this member's, as last measured
+	// (0 on the leader); unset before the first measurement.
+	Offset *durationpb.Duration `protobuf:"bytes,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// rtt is the round trip of the measurement the offset comes from.
+	Rtt *durationpb.Duration `protobuf:"bytes,2,opt,name=rtt,proto3" json:"rtt,omitempty"`
+	// time_source is "cluster" or "local".
+	TimeSource string `protobuf:"bytes,3,opt,name=time_source,json=timeSource,proto3" json:"time_source,omitempty"`
+	// applied is true when the member's time checks use offset.
+	Applied bool `protobuf:"varint,4,opt,name=applied,proto3" json:"applied,omitempty"`
+	// refused is true when offset exceeds the member's
+	// --max-clock-correction and so is not applied (an alarm).
+	Refused       bool `protobuf:"varint,5,opt,name=refused,proto3" json:"refused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberClock) Reset() {
+	*x = MemberClock{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberClock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberClock) ProtoMessage() {}
+
+func (x *MemberClock) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberClock.ProtoReflect.Descriptor instead.
+func (*MemberClock) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *MemberClock) GetOffset() *durationpb.Duration {
+	if x != nil {
+		return x.Offset
+	}
+	return nil
+}
+
+func (x *MemberClock) GetRtt() *durationpb.Duration {
+	if x != nil {
+		return x.Rtt
+	}
+	return nil
+}
+
+func (x *MemberClock) GetTimeSource() string {
+	if x != nil {
+		return x.TimeSource
+	}
+	return ""
+}
+
+func (x *MemberClock) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *MemberClock) GetRefused() bool {
+	if x != nil {
+		return x.Refused
+	}
+	return false
+}
+
 // StatusResponse describes the cluster.
 type StatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -355,7 +452,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[4]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +464,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[4]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +477,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StatusResponse) GetHeader() *ResponseHeader {
@@ -442,7 +539,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +551,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +564,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Member) GetName() string {
@@ -549,7 +646,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +658,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +671,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 // ListMembersResponse lists the membership.
@@ -592,7 +689,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +701,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +714,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListMembersResponse) GetHeader() *ResponseHeader {
@@ -660,7 +757,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +769,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +782,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AddMemberRequest) GetName() string {
@@ -721,7 +818,7 @@ type AddMemberResponse struct {
 
 func (x *AddMemberResponse) Reset() {
 	*x = AddMemberResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +830,7 @@ func (x *AddMemberResponse) String() string {
 func (*AddMemberResponse) ProtoMessage() {}
 
 func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +843,7 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{9}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AddMemberResponse) GetHeader() *ResponseHeader {
@@ -780,7 +877,7 @@ type PromoteMemberRequest struct {
 
 func (x *PromoteMemberRequest) Reset() {
 	*x = PromoteMemberRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +889,7 @@ func (x *PromoteMemberRequest) String() string {
 func (*PromoteMemberRequest) ProtoMessage() {}
 
 func (x *PromoteMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +902,7 @@ func (x *PromoteMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteMemberRequest.ProtoReflect.Descriptor instead.
 func (*PromoteMemberRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{10}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PromoteMemberRequest) GetName() string {
@@ -826,7 +923,7 @@ type PromoteMemberResponse struct {
 
 func (x *PromoteMemberResponse) Reset() {
 	*x = PromoteMemberResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +935,7 @@ func (x *PromoteMemberResponse) String() string {
 func (*PromoteMemberResponse) ProtoMessage() {}
 
 func (x *PromoteMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +948,7 @@ func (x *PromoteMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteMemberResponse.ProtoReflect.Descriptor instead.
 func (*PromoteMemberResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{11}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PromoteMemberResponse) GetHeader() *ResponseHeader {
@@ -879,7 +976,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +988,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +1001,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{12}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RemoveMemberRequest) GetName() string {
@@ -932,7 +1029,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1041,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1054,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{13}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RemoveMemberResponse) GetHeader() *ResponseHeader {
@@ -984,7 +1081,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1093,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1106,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{14}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TransferLeadershipRequest) GetName() string {
@@ -1030,7 +1127,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1139,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1152,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{15}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TransferLeadershipResponse) GetHeader() *ResponseHeader {
@@ -1081,7 +1178,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[16]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1190,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[16]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1203,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{16}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 // SnapshotResponse is one part of a snapshot stream: the first carries the
@@ -1123,7 +1220,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[17]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1232,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[17]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1245,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{17}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SnapshotResponse) GetRevision() uint64 {
@@ -1183,13 +1280,13 @@ var File_tokenstore_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_tokenstore_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x1btokenstore/v1/cluster.proto\x12\rtokenstore.v1\x1a\x1atokenstore/v1/common.proto\"T\n" +
+	"\x1btokenstore/v1/cluster.proto\x12\rtokenstore.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1atokenstore/v1/common.proto\"T\n" +
 	"\x10StateHashRequest\x12@\n" +
 	"\vconsistency\x18\x01 \x01(\x0e2\x1e.tokenstore.v1.ReadConsistencyR\vconsistency\"b\n" +
 	"\x11StateHashResponse\x125\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.tokenstore.v1.ResponseHeaderR\x06header\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\x0f\n" +
-	"\rStatusRequest\"\xe0\x02\n" +
+	"\rStatusRequest\"\x92\x03\n" +
 	"\fMemberStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12!\n" +
@@ -1202,7 +1299,15 @@ const file_tokenstore_v1_cluster_proto_rawDesc = "" +
 	"\rserving_reads\x18\t \x01(\bR\fservingReads\x12\x1c\n" +
 	"\treachable\x18\n" +
 	" \x01(\bR\treachable\x12\x14\n" +
-	"\x05error\x18\v \x01(\tR\x05error\"\xdb\x01\n" +
+	"\x05error\x18\v \x01(\tR\x05error\x120\n" +
+	"\x05clock\x18\f \x01(\v2\x1a.tokenstore.v1.MemberClockR\x05clock\"\xc2\x01\n" +
+	"\vMemberClock\x121\n" +
+	"\x06offset\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06offset\x12+\n" +
+	"\x03rtt\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03rtt\x12\x1f\n" +
+	"\vtime_source\x18\x03 \x01(\tR\n" +
+	"timeSource\x12\x18\n" +
+	"\aapplied\x18\x04 \x01(\bR\aapplied\x12\x18\n" +
+	"\arefused\x18\x05 \x01(\bR\arefused\"\xdb\x01\n" +
 	"\x0eStatusResponse\x125\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.tokenstore.v1.ResponseHeaderR\x06header\x12\x1d\n" +
 	"\n" +
@@ -1290,67 +1395,72 @@ func file_tokenstore_v1_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenstore_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tokenstore_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_tokenstore_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_tokenstore_v1_cluster_proto_goTypes = []any{
 	(MemberRole)(0),                    // 0: tokenstore.v1.MemberRole
 	(*StateHashRequest)(nil),           // 1: tokenstore.v1.StateHashRequest
 	(*StateHashResponse)(nil),          // 2: tokenstore.v1.StateHashResponse
 	(*StatusRequest)(nil),              // 3: tokenstore.v1.StatusRequest
 	(*MemberStatus)(nil),               // 4: tokenstore.v1.MemberStatus
-	(*StatusResponse)(nil),             // 5: tokenstore.v1.StatusResponse
-	(*Member)(nil),                     // 6: tokenstore.v1.Member
-	(*ListMembersRequest)(nil),         // 7: tokenstore.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),        // 8: tokenstore.v1.ListMembersResponse
-	(*AddMemberRequest)(nil),           // 9: tokenstore.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),          // 10: tokenstore.v1.AddMemberResponse
-	(*PromoteMemberRequest)(nil),       // 11: tokenstore.v1.PromoteMemberRequest
-	(*PromoteMemberResponse)(nil),      // 12: tokenstore.v1.PromoteMemberResponse
-	(*RemoveMemberRequest)(nil),        // 13: tokenstore.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),       // 14: tokenstore.v1.RemoveMemberResponse
-	(*TransferLeadershipRequest)(nil),  // 15: tokenstore.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 16: tokenstore.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 17: tokenstore.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),           // 18: tokenstore.v1.SnapshotResponse
-	(ReadConsistency)(0),               // 19: tokenstore.v1.ReadConsistency
-	(*ResponseHeader)(nil),             // 20: tokenstore.v1.ResponseHeader
+	(*MemberClock)(nil),                // 5: tokenstore.v1.MemberClock
+	(*StatusResponse)(nil),             // 6: tokenstore.v1.StatusResponse
+	(*Member)(nil),                     // 7: tokenstore.v1.Member
+	(*ListMembersRequest)(nil),         // 8: tokenstore.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),        // 9: tokenstore.v1.ListMembersResponse
+	(*AddMemberRequest)(nil),           // 10: tokenstore.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),          // 11: tokenstore.v1.AddMemberResponse
+	(*PromoteMemberRequest)(nil),       // 12: tokenstore.v1.PromoteMemberRequest
+	(*PromoteMemberResponse)(nil),      // 13: tokenstore.v1.PromoteMemberResponse
+	(*RemoveMemberRequest)(nil),        // 14: tokenstore.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),       // 15: tokenstore.v1.RemoveMemberResponse
+	(*TransferLeadershipRequest)(nil),  // 16: tokenstore.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 17: tokenstore.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 18: tokenstore.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),           // 19: tokenstore.v1.SnapshotResponse
+	(ReadConsistency)(0),               // 20: tokenstore.v1.ReadConsistency
+	(*ResponseHeader)(nil),             // 21: tokenstore.v1.ResponseHeader
+	(*durationpb.Duration)(nil),        // 22: google.protobuf.Duration
 }
 var file_tokenstore_v1_cluster_proto_depIdxs = []int32{
-	19, // 0: tokenstore.v1.StateHashRequest.consistency:type_name -> tokenstore.v1.ReadConsistency
-	20, // 1: tokenstore.v1.StateHashResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	20, // 0: tokenstore.v1.StateHashRequest.consistency:type_name -> tokenstore.v1.ReadConsistency
+	21, // 1: tokenstore.v1.StateHashResponse.header:type_name -> tokenstore.v1.ResponseHeader
 	0,  // 2: tokenstore.v1.MemberStatus.role:type_name -> tokenstore.v1.MemberRole
-	20, // 3: tokenstore.v1.StatusResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	4,  // 4: tokenstore.v1.StatusResponse.members:type_name -> tokenstore.v1.MemberStatus
-	20, // 5: tokenstore.v1.ListMembersResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	6,  // 6: tokenstore.v1.ListMembersResponse.members:type_name -> tokenstore.v1.Member
-	20, // 7: tokenstore.v1.AddMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	6,  // 8: tokenstore.v1.AddMemberResponse.member:type_name -> tokenstore.v1.Member
-	6,  // 9: tokenstore.v1.AddMemberResponse.members:type_name -> tokenstore.v1.Member
-	20, // 10: tokenstore.v1.PromoteMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	6,  // 11: tokenstore.v1.PromoteMemberResponse.members:type_name -> tokenstore.v1.Member
-	20, // 12: tokenstore.v1.RemoveMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	6,  // 13: tokenstore.v1.RemoveMemberResponse.members:type_name -> tokenstore.v1.Member
-	20, // 14: tokenstore.v1.TransferLeadershipResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	3,  // 15: tokenstore.v1.ClusterService.Status:input_type -> tokenstore.v1.StatusRequest
-	7,  // 16: tokenstore.v1.ClusterService.ListMembers:input_type -> tokenstore.v1.ListMembersRequest
-	9,  // 17: tokenstore.v1.ClusterService.AddMember:input_type -> tokenstore.v1.AddMemberRequest
-	11, // 18: tokenstore.v1.ClusterService.PromoteMember:input_type -> tokenstore.v1.PromoteMemberRequest
-	13, // 19: tokenstore.v1.ClusterService.RemoveMember:input_type -> tokenstore.v1.RemoveMemberRequest
-	15, // 20: tokenstore.v1.ClusterService.TransferLeadership:input_type -> tokenstore.v1.TransferLeadershipRequest
-	17, // 21: tokenstore.v1.ClusterService.Snapshot:input_type -> tokenstore.v1.SnapshotRequest
-	1,  // 22: tokenstore.v1.ClusterService.StateHash:input_type -> tokenstore.v1.StateHashRequest
-	5,  // 23: tokenstore.v1.ClusterService.Status:output_type -> tokenstore.v1.StatusResponse
-	8,  // 24: tokenstore.v1.ClusterService.ListMembers:output_type -> tokenstore.v1.ListMembersResponse
-	10, // 25: tokenstore.v1.ClusterService.AddMember:output_type -> tokenstore.v1.AddMemberResponse
-	12, // 26: tokenstore.v1.ClusterService.PromoteMember:output_type -> tokenstore.v1.PromoteMemberResponse
-	14, // 27: tokenstore.v1.ClusterService.RemoveMember:output_type -> tokenstore.v1.RemoveMemberResponse
-	16, // 28: tokenstore.v1.ClusterService.TransferLeadership:output_type -> tokenstore.v1.TransferLeadershipResponse
-	18, // 29: tokenstore.v1.ClusterService.Snapshot:output_type -> tokenstore.v1.SnapshotResponse
-	2,  // 30: tokenstore.v1.ClusterService.StateHash:output_type -> tokenstore.v1.StateHashResponse
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	5,  // 3: tokenstore.v1.MemberStatus.clock:type_name -> tokenstore.v1.MemberClock
+	22, // 4: tokenstore.v1.MemberClock.offset:type_name -> google.protobuf.Duration
+	22, // 5: tokenstore.v1.MemberClock.rtt:type_name -> google.protobuf.Duration
+	21, // 6: tokenstore.v1.StatusResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	4,  // 7: tokenstore.v1.StatusResponse.members:type_name -> tokenstore.v1.MemberStatus
+	21, // 8: tokenstore.v1.ListMembersResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	7,  // 9: tokenstore.v1.ListMembersResponse.members:type_name -> tokenstore.v1.Member
+	21, // 10: tokenstore.v1.AddMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	7,  // 11: tokenstore.v1.AddMemberResponse.member:type_name -> tokenstore.v1.Member
+	7,  // 12: tokenstore.v1.AddMemberResponse.members:type_name -> tokenstore.v1.Member
+	21, // 13: tokenstore.v1.PromoteMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	7,  // 14: tokenstore.v1.PromoteMemberResponse.members:type_name -> tokenstore.v1.Member
+	21, // 15: tokenstore.v1.RemoveMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	7,  // 16: tokenstore.v1.RemoveMemberResponse.members:type_name -> tokenstore.v1.Member
+	21, // 17: tokenstore.v1.TransferLeadershipResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	3,  // 18: tokenstore.v1.ClusterService.Status:input_type -> tokenstore.v1.StatusRequest
+	8,  // 19: tokenstore.v1.ClusterService.ListMembers:input_type -> tokenstore.v1.ListMembersRequest
+	10, // 20: tokenstore.v1.ClusterService.AddMember:input_type -> tokenstore.v1.AddMemberRequest
+	12, // 21: tokenstore.v1.ClusterService.PromoteMember:input_type -> tokenstore.v1.PromoteMemberRequest
+	14, // 22: tokenstore.v1.ClusterService.RemoveMember:input_type -> tokenstore.v1.RemoveMemberRequest
+	16, // 23: tokenstore.v1.ClusterService.TransferLeadership:input_type -> tokenstore.v1.TransferLeadershipRequest
+	18, // 24: tokenstore.v1.ClusterService.Snapshot:input_type -> tokenstore.v1.SnapshotRequest
+	1,  // 25: tokenstore.v1.ClusterService.StateHash:input_type -> tokenstore.v1.StateHashRequest
+	6,  // 26: tokenstore.v1.ClusterService.Status:output_type -> tokenstore.v1.StatusResponse
+	9,  // 27: tokenstore.v1.ClusterService.ListMembers:output_type -> tokenstore.v1.ListMembersResponse
+	11, // 28: tokenstore.v1.ClusterService.AddMember:output_type -> tokenstore.v1.AddMemberResponse
+	13, // 29: tokenstore.v1.ClusterService.PromoteMember:output_type -> tokenstore.v1.PromoteMemberResponse
+	15, // 30: tokenstore.v1.ClusterService.RemoveMember:output_type -> tokenstore.v1.RemoveMemberResponse
+	17, // 31: tokenstore.v1.ClusterService.TransferLeadership:output_type -> tokenstore.v1.TransferLeadershipResponse
+	19, // 32: tokenstore.v1.ClusterService.Snapshot:output_type -> tokenstore.v1.SnapshotResponse
+	2,  // 33: tokenstore.v1.ClusterService.StateHash:output_type -> tokenstore.v1.StateHashResponse
+	26, // [26:34] is the sub-list for method output_type
+	18, // [18:26] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_tokenstore_v1_cluster_proto_init() }
@@ -1365,7 +1475,7 @@ func file_tokenstore_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenstore_v1_cluster_proto_rawDesc), len(file_tokenstore_v1_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
