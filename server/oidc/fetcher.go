@@ -196,8 +196,14 @@ func (f *Fetcher) askLeader(ctx context.Context) {
 func (f *Fetcher) fetchDue(ctx context.Context) {
 	now := time.Now()
 	var due []*Issuer
+	view := f.cfg.View()
 	f.mu.Lock()
-	for _, is := range f.cfg.View().Issuers() {
+	for name := range f.state {
+		if view.Issuer(name) == nil {
+			delete(f.state, name) // deleted issuer
+		}
+	}
+	for _, is := range view.Issuers() {
 		if is.Err != nil {
 			continue
 		}
@@ -255,10 +261,12 @@ func (f *Fetcher) fetch(ctx context.Context, is *Issuer) (changed bool, index ui
 	f.mu.Unlock()
 
 	defer func() {
+		var wait time.Duration
 		f.mu.Lock()
 		if err != nil {
 			e.failures++
-			e.nextTry = time.Now().Add(backoff(e.failures))
+			wait = backoff(e.failures)
+			e.nextTry = time.Now().Add(wait)
 		} else {
 			e.failures, e.nextTry, e.lastSuccess = 0, time.Time{}, start
 		}
@@ -267,7 +275,7 @@ func (f *Fetcher) fetch(ctx context.Context, is *Issuer) (changed bool, index ui
 			f.cfg.Fetched(name, changed, err)
 		}
 		if err != nil {
-			f.cfg.Logger.Warn("OIDC key fetch failed; the replicated keys stay in use", "issuer", name, "err", err, "retry_in", backoff(e.failures).Round(time.Second).String())
+			f.cfg.Logger.Warn("OIDC key fetch failed; the replicated keys stay in use", "issuer", name, "err", err, "retry_in", wait.Round(time.Millisecond).String())
 		} else if changed {
 			f.cfg.Logger.Info("OIDC key set changed and replicated", "issuer", name, "index", index)
 		}
