@@ -2,6 +2,7 @@ package oidc
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -94,5 +95,37 @@ func TestParseKeySetKeepsOnlyPublicSigningKeys(t *testing.T) {
 	}
 	if _, _, err := ParseKeySet([]byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`)); err == nil {
 		t.Fatal("a set of only symmetric keys accepted")
+	}
+}
+
+// A state database written before OIDC existed has no OIDC buckets:
+// Restore reads it as no issuers, and Init adds the buckets.
+func TestStoreReadsAnOlderDatabase(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "old.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("tokens")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	s := NewStore()
+	if err := db.View(func(tx *bolt.Tx) error { return s.Restore(tx) }); err != nil {
+		t.Fatalf("restore from a database without OIDC buckets: %v", err)
+	}
+	s.Committed(7)
+	if v := s.View(); v.Len() != 0 || v.Applied != 7 {
+		t.Fatalf("view %d issuers at %d", v.Len(), v.Applied)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return s.Init(tx) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(metaBucket).Put(keyVersion, []byte{0, 0, 0, 9})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return s.Init(tx) }); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("a newer layout: %v", err)
 	}
 }
