@@ -58,6 +58,7 @@ func (s *Server) newOIDC() *oidcParts {
 	p.fetcher = oidc.NewFetcher(oidc.FetcherConfig{
 		View:     view,
 		IsLeader: isLeader,
+		Now:      s.clock.Now,
 		Propose: func(ctx context.Context, k *raftstorev1.SetOIDCIssuerKeys) (uint64, error) {
 			_, idx, err := s.proposeOIDC(ctx, "replicate OIDC keys", &raftstorev1.Command{Op: &raftstorev1.Command_SetOidcIssuerKeys{SetOidcIssuerKeys: k}})
 			return idx, err

@@ -50,6 +50,10 @@ type FetcherConfig struct {
 	// AskLeader sends a follower's refresh request for an issuer to the
 	// leader (which calls RequestRefresh).
 	AskLeader func(ctx context.Context, issuer string) error
+	// Now is the wall clock that stamps fetched key sets and ages the
+	// replicated ones (the cluster clock in a server; default time.Now).
+	// Backoff and rate limits use the local monotonic clock.
+	Now func() time.Time
 
 	RefreshInterval  time.Duration
 	MinRefresh       time.Duration
@@ -104,6 +108,9 @@ func NewFetcher(cfg FetcherConfig) *Fetcher {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	return &Fetcher{cfg: cfg, wake: make(chan struct{}, 1), state: map[string]*issuerFetch{}, toAsk: map[string]bool{}, client: map[string]*http.Client{}}
 }
@@ -194,7 +201,7 @@ func (f *Fetcher) askLeader(ctx context.Context) {
 // most once per MinRefresh), or not fetched for RefreshInterval; in each
 // case not before its backoff ends.
 func (f *Fetcher) fetchDue(ctx context.Context) {
-	now := time.Now()
+	now, wall := time.Now(), f.cfg.Now()
 	var due []*Issuer
 	view := f.cfg.View()
 	f.mu.Lock()
@@ -211,14 +218,19 @@ func (f *Fetcher) fetchDue(ctx context.Context) {
 		if now.Before(e.nextTry) {
 			continue
 		}
-		last := e.lastSuccess
-		if fetched := time.Unix(0, is.Record.GetKeysFetchedUnixNano()); is.Record.GetKeysFetchedUnixNano() != 0 && fetched.After(last) {
-			last = fetched
+		// age: since this member's last successful fetch, or since the
+		// replicated set was fetched (by any leader), whichever is newer.
+		age := time.Duration(1<<63 - 1)
+		if !e.lastSuccess.IsZero() {
+			age = now.Sub(e.lastSuccess)
+		}
+		if n := is.Record.GetKeysFetchedUnixNano(); n != 0 {
+			age = min(age, wall.Sub(time.Unix(0, n)))
 		}
 		switch {
 		case is.Keys.Len() == 0,
 			e.wanted && now.Sub(e.lastAttempt) >= f.cfg.MinRefresh,
-			now.Sub(last) >= f.cfg.RefreshInterval:
+			age >= f.cfg.RefreshInterval:
 			due = append(due, is)
 		}
 	}
@@ -253,7 +265,7 @@ func (f *Fetcher) fetch(ctx context.Context, is *Issuer) (changed bool, index ui
 	f.fetchMu.Lock()
 	defer f.fetchMu.Unlock()
 	name := is.Record.GetName()
-	start := time.Now()
+	start, stamp := time.Now(), f.cfg.Now()
 	f.mu.Lock()
 	e := f.entry(is)
 	e.lastAttempt, e.wanted = start, false
@@ -288,7 +300,7 @@ func (f *Fetcher) fetch(ctx context.Context, is *Issuer) (changed bool, index ui
 	if bytes.Equal(canon, is.Record.GetJwks()) {
 		return false, 0, nil
 	}
-	index, err = f.cfg.Propose(ctx, &raftstorev1.SetOIDCIssuerKeys{Name: name, KeySource: is.Record.GetKeySource(), Jwks: canon, FetchedUnixNano: start.UnixNano()})
+	index, err = f.cfg.Propose(ctx, &raftstorev1.SetOIDCIssuerKeys{Name: name, KeySource: is.Record.GetKeySource(), Jwks: canon, FetchedUnixNano: stamp.UnixNano()})
 	if err != nil {
 		return false, 0, fmt.Errorf("replicate key set: %w", err)
 	}

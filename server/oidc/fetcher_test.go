@@ -160,3 +160,39 @@ func TestFetcherRefusesUntrustedCertificate(t *testing.T) {
 		t.Fatalf("fetch with an untrusted certificate: %v", err)
 	}
 }
+
+// The leader refetches a set older than RefreshInterval, judged by the
+// replicated fetch time as well as its own last fetch (a new leader does
+// not refetch a set another leader fetched a moment ago), and replicates
+// nothing when the set did not change.
+func TestFetcherRefreshesOldSets(t *testing.T) {
+	k1, err := oidctest.NewKey("k1", jose.RS256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := oidctest.Start(nil, k1)
+	defer p.Close()
+	ff := newFetcherFixture(t, p, 0)
+	wall := time.Unix(1_900_000_000, 0)
+	ff.fetcher.cfg.Now = func() time.Time { return wall }
+	ff.leader.Store(true)
+	ctx := context.Background()
+	ff.fetcher.fetchDue(ctx)
+	if got := ff.store.View().Issuer(p.URL).Record.GetKeysFetchedUnixNano(); got != wall.UnixNano() {
+		t.Fatalf("fetch stamped %d, want the injected clock %d", got, wall.UnixNano())
+	}
+	// Another leader: no memory of its own, a set fetched 9 minutes ago.
+	ff.fetcher.mu.Lock()
+	clear(ff.fetcher.state)
+	ff.fetcher.mu.Unlock()
+	wall = wall.Add(9 * time.Minute)
+	ff.fetcher.fetchDue(ctx)
+	if n := len(p.Requests()); n != 2 {
+		t.Fatalf("refetched a set fetched 9 minutes ago: %d requests", n)
+	}
+	wall = wall.Add(2 * time.Minute)
+	ff.fetcher.fetchDue(ctx)
+	if n := len(p.Requests()); n != 4 || ff.proposed != 1 {
+		t.Fatalf("set fetched 11 minutes ago: %d requests (want 4), %d proposals (want 1: unchanged)", n, ff.proposed)
+	}
+}
