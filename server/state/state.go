@@ -132,9 +132,6 @@ func (s *State) Restore(tx *bolt.Tx) error {
 // RBAC is the RBAC store: its View answers authorization questions.
 func (s *State) RBAC() *rbac.Store { return s.rbac }
 
-// OIDC is the OIDC issuer store: its View validates JWTs.
-func (s *State) OIDC() *oidc.Store { return s.oidc }
-
 // Committed implements raftstore.Committer: the changes applied up to
 // index are durable; publish them.
 func (s *State) Committed(index uint64) {
