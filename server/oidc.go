@@ -41,9 +41,10 @@ type oidcParts struct {
 // so every member decides about a JWT with the same time.
 func (s *Server) jwtClock() func() time.Time { return s.clock.Now }
 
-// newOIDC makes the validator and fetcher, registers the forward handlers
-// and metrics. Run the fetcher with Run.
-func (s *Server) newOIDC() *oidcParts {
+// startOIDC makes the validator and fetcher, registers the forward
+// handlers and metrics, and runs the fetcher until ctx ends (it fetches
+// only while this member is leader).
+func (s *Server) startOIDC(ctx context.Context) *oidcParts {
 	isLeader := func() bool { return s.node.Leader() == s.node.ID() }
 	fetches := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenstore_oidc_key_fetches_total",
@@ -103,6 +104,8 @@ func (s *Server) newOIDC() *oidcParts {
 		}
 		return binary.BigEndian.AppendUint64(nil, idx), nil
 	})
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); p.fetcher.Run(ctx) }()
 	return p
 }
 

@@ -41,6 +41,8 @@ type Server struct {
 	clock *clock.Clock
 	// lastUsed is nil when tracking is disabled.
 	lastUsed *lastused.Tracker
+	// oidc validates JWTs and keeps OIDC key sets current (oidc.go).
+	oidc *oidcParts
 	// rbac answers authorization (rbac_service.go).
 	rbac   *rbacService
 	cancel context.CancelFunc
@@ -54,9 +56,6 @@ type Server struct {
 	draining atomic.Bool
 
 	clientAddr string
-
-	// oidc validates JWTs and keeps OIDC key sets current (oidc.go).
-	oidc *oidcParts
 }
 
 // Run starts a member and serves until ctx ends or the node stops on a
@@ -170,9 +169,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		go func() { defer s.wg.Done(); s.lastUsed.Run(bg) }()
 	}
 	s.metrics.registerLastUsed(s.lastUsed)
-	s.oidc = s.newOIDC()
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.oidc.fetcher.Run(bg) }()
 	if cfg.CleanupDeadAfter > 0 && s.disc != nil {
 		s.wg.Add(1)
 		go s.cleanupDeadLoop(bg)
@@ -187,6 +183,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		grpc.ChainStreamInterceptor(s.admission.streamInterceptor),
 	)
 	s.rbac = newRBACService(s)
+	s.oidc = s.startOIDC(bg) // oidc.go
 	tokenstorev1.RegisterAuthServiceServer(s.grpc, &authService{s: s})
 	tokenstorev1.RegisterRBACServiceServer(s.grpc, s.rbac)
 	tokenstorev1.RegisterOIDCServiceServer(s.grpc, &oidcService{s: s})
