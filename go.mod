@@ -3,6 +3,7 @@ module github.com/tokenstore/tokenstore
 go 1.26.8
 
 require (
+	github.com/go-jose/go-jose/v4 v4.1.9
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 )

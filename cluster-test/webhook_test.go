@@ -289,7 +289,9 @@ func TestWebhookThroughKubeClient(t *testing.T) {
 		{"revoked", revoked.GetBearerToken(), nil, refused("token revoked")},
 		{"expired", expired.GetBearerToken(), nil, refused("token expired")},
 		{"disabled", disabled.GetBearerToken(), nil, refused("token disabled")},
-		{"malformed JWT", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", nil, refused(`malformed token: not of the form "<id>:<secret>": no ':' separator`)},
+		// A JWT goes to the OIDC issuers (none configured here; oidc_test.go).
+		{"JWT of no configured issuer", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", nil, refused(`JWT issuer "" is not a configured OIDC issuer`)},
+		{"malformed, no separator", "notatoken", nil, refused(`malformed token: not of the form "<id>:<secret>": no ':' separator`)},
 		{"malformed parts", "a:b:c", nil, refused(`malformed token: not of the form "<id>:<secret>": more than one ':'`)},
 		{"audience match", bound.GetBearerToken(), []string{"other", apiAudience}, withAuds(erin, apiAudience)},
 		{"audience mismatch", boundElsewhere.GetBearerToken(), []string{apiAudience}, refused("token is not valid for any of the requested audiences")},

@@ -97,6 +97,7 @@ token is accepted.`,
 		a.newLeaderCommand(),
 		a.newSnapshotCommand(),
 		a.newRBACCommand(),
+		a.newOIDCCommand(),
 		a.newAuthCommand(),
 		a.newVersionCommand(),
 	)

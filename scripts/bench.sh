@@ -43,6 +43,11 @@ echo "== in-process: lastUsedAt tracking on vs off, paired (server)"
 go test -run '^$' -bench 'BenchmarkAuthenticateTracking' -benchmem -count 5 ./server/
 
 echo
+echo "== JWT (OIDC): in-process verification, and authentications/s at a follower"
+go test -run '^$' -bench 'BenchmarkVerify' -benchmem -count 5 ./server/oidc/
+go test -run '^$' -bench 'BenchmarkOIDCFollower' -benchtime 20000x ./cluster-test/
+
+echo
 echo "== cluster: go run ./cluster-test/cmd/tsbench $*"
 go run ./cluster-test/cmd/tsbench "$@"
 

@@ -16,6 +16,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
+	"github.com/tokenstore/tokenstore/server/oidc"
 	"github.com/tokenstore/tokenstore/server/state"
 	"github.com/tokenstore/tokenstore/server/token"
 	"github.com/tokenstore/tokenstore/server/webhook"
@@ -25,6 +26,8 @@ import (
 // Server.authenticate, so every interface gives the same answer for the
 // same state:
 //
+//  0. a JWT (three base64url segments) goes to the OIDC issuers instead
+//     (authenticateJWT, oidc.go); everything below is the token store's;
 //  1. a token not of the token form is refused as malformed, before the
 //     read gate, any lookup or hash; the refusal is counted by problem and
 //     logged at most once per malformedLogEvery;
@@ -69,6 +72,9 @@ var errSlowHashBusy = status.Error(codes.ResourceExhausted,
 
 func (s *Server) authenticate(ctx context.Context, req authRequest) (authAnswer, error) {
 	start := time.Now()
+	if oidc.LooksLikeJWT(req.token) {
+		return s.authenticateJWT(ctx, req, start)
+	}
 	id, secret, ok := token.Parse(req.token)
 	if !ok {
 		p := token.Diagnose(req.token)

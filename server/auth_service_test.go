@@ -99,7 +99,9 @@ func TestWebhookAndGRPCGiveTheSameAnswers(t *testing.T) {
 		{"bound, no overlap", bound.GetBearerToken(), []string{"other"}, false, nil, "token is not valid for any of the requested audiences"},
 		{"revoked", revoked.GetBearerToken(), nil, false, nil, "token revoked"},
 		{"unknown", "token-nosuch:abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrst", nil, false, nil, "unknown token or wrong secret"},
-		{"malformed", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", nil, false, nil, `malformed token: not of the form "<id>:<secret>": no ':' separator`},
+		// A JWT goes to the OIDC issuers (none configured here).
+		{"JWT of no configured issuer", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", nil, false, nil, `JWT issuer "" is not a configured OIDC issuer`},
+		{"malformed", "notatoken", nil, false, nil, `malformed token: not of the form "<id>:<secret>": no ':' separator`},
 		{"rancher", "kubeconfig-u-x:" + secret, nil, true, nil, ""},
 	} {
 		g, err := auth.Authenticate(ctx, &tokenstorev1.AuthenticateRequest{Token: c.token, Audiences: c.auds})

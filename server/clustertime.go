@@ -29,8 +29,15 @@ import (
 const DefaultMaxClockCorrection = 10 * time.Minute
 
 // clockWarnThreshold is the offset past which a warning is logged: half
-// the JWT leeway. TODO(merge): wire to --jwt-leeway/2 once that flag lands.
-const clockWarnThreshold = 30 * time.Second
+// the JWT leeway (--jwt-leeway), so a skew is reported well before it
+// could matter to a JWT decision made with the local clock; 30 s when
+// the leeway is 0.
+func (s *Server) clockWarnThreshold() time.Duration {
+	if s.cfg.JWTLeeway > 0 {
+		return s.cfg.JWTLeeway / 2
+	}
+	return 30 * time.Second
+}
 
 // forwardClock is the peer Forward kind of clock measurements: the
 // question and the answer are each one google.protobuf.Timestamp.
@@ -48,7 +55,7 @@ func (s *Server) newClock(self uint64) (*clock.Clock, error) {
 		Source:        clock.Source(s.cfg.TimeSource),
 		Local:         func() time.Time { return time.Now().Add(shift) },
 		MaxCorrection: s.cfg.MaxClockCorrection,
-		WarnThreshold: clockWarnThreshold,
+		WarnThreshold: s.clockWarnThreshold(),
 		Self:          self,
 		Leader:        func() uint64 { return s.node.Leader() },
 		Exchange: func(ctx context.Context, leader uint64, q []byte) ([]byte, error) {

@@ -16,6 +16,7 @@ import (
 	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
 	"github.com/tokenstore/tokenstore/raftstore"
 	"github.com/tokenstore/tokenstore/server/clock"
+	"github.com/tokenstore/tokenstore/server/oidc"
 )
 
 // Config is a member's configuration. Every field is a flag; a flag not
@@ -56,6 +57,7 @@ type Config struct {
 	LastUsedInterval    time.Duration
 	LastUsedGranularity time.Duration
 	LastUsedMaxPending  int
+	JWTLeeway           time.Duration
 	LogLevel            string
 	LogFormat           string
 }
@@ -96,6 +98,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.LastUsedInterval, "last-used-interval", time.Second, "how often uses are sent to the leader and the leader proposes one lastUsedAt batch; 0 disables lastUsedAt tracking")
 	fs.DurationVar(&c.LastUsedGranularity, "last-used-granularity", time.Second, "a use within this of the recorded lastUsedAt is not recorded again")
 	fs.IntVar(&c.LastUsedMaxPending, "last-used-max-pending", 100000, "most tokens with unreported uses held in memory; uses of further tokens are dropped and counted")
+	fs.DurationVar(&c.JWTLeeway, "jwt-leeway", oidc.DefaultLeeway, "how far in the future a JWT's nbf and iat may be (clock skew between issuer and cluster); exp gets none; an issuer's leeway overrides it (docs/oidc.md)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "text, json, or auto: text when stderr is a terminal, JSON otherwise (a container, a file, a log collector)")
 }
@@ -229,6 +232,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxInflight < 0 || c.OverloadRetryAfter <= 0 {
 		return errors.New("--max-inflight must not be negative and --overload-retry-after must be positive")
+	}
+	if c.JWTLeeway < 0 || c.JWTLeeway > oidc.MaxLeeway {
+		return fmt.Errorf("--jwt-leeway %s: must be between 0 and %s", c.JWTLeeway, oidc.MaxLeeway)
 	}
 	if c.MaxRequestBytes < 4096 {
 		return errors.New("--max-request-bytes must be at least 4096")

@@ -41,6 +41,8 @@ type Server struct {
 	clock *clock.Clock
 	// lastUsed is nil when tracking is disabled.
 	lastUsed *lastused.Tracker
+	// oidc validates JWTs and keeps OIDC key sets current (oidc.go).
+	oidc *oidcParts
 	// rbac answers authorization (rbac_service.go).
 	rbac   *rbacService
 	cancel context.CancelFunc
@@ -181,8 +183,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		grpc.ChainStreamInterceptor(s.admission.streamInterceptor),
 	)
 	s.rbac = newRBACService(s)
+	s.oidc = s.startOIDC(bg) // oidc.go
 	tokenstorev1.RegisterAuthServiceServer(s.grpc, &authService{s: s})
 	tokenstorev1.RegisterRBACServiceServer(s.grpc, s.rbac)
+	tokenstorev1.RegisterOIDCServiceServer(s.grpc, &oidcService{s: s})
 	tokenstorev1.RegisterTokenServiceServer(s.grpc, &tokenService{s: s})
 	tokenstorev1.RegisterClusterServiceServer(s.grpc, &clusterService{s: s})
 	s.health = health.NewServer()

@@ -8,6 +8,10 @@
 //	tokenstore/version -> uint32 big endian (FormatVersion)
 //	tokens/<id>        -> raftstorev1.TokenRecord
 //
+// Packages rbac and oidc own their buckets (RBAC objects; OIDC issuers and
+// their replicated key sets) and document their layouts; State routes their
+// commands to them and publishes them in Committed with the tokens.
+//
 // Apply is deterministic: times, ids, salts and hashes come in the command.
 // Refusals (unknown id, duplicate id, change to a revoked token) are results
 // handed to the proposer, identical on every member.

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
+	"github.com/tokenstore/tokenstore/server/oidc"
 	"github.com/tokenstore/tokenstore/server/rbac"
 )
 
@@ -65,11 +66,13 @@ type State struct {
 
 	// rbac holds the RBAC objects (its own buckets; package rbac).
 	rbac *rbac.Store
+	// oidc holds the OIDC issuers and their key sets (package oidc).
+	oidc *oidc.Store
 }
 
 // New returns an empty State; raftstore calls Init and Restore on it.
 func New() *State {
-	return &State{tokens: map[string]*entry{}, pending: map[string]*entry{}, slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))), rbac: rbac.NewStore()}
+	return &State{tokens: map[string]*entry{}, pending: map[string]*entry{}, slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))), rbac: rbac.NewStore(), oidc: oidc.NewStore()}
 }
 
 // Init implements raftstore.StateMachine.
@@ -82,6 +85,9 @@ func (s *State) Init(tx *bolt.Tx) error {
 		return err
 	}
 	if err := s.rbac.Init(tx); err != nil {
+		return err
+	}
+	if err := s.oidc.Init(tx); err != nil {
 		return err
 	}
 	v := meta.Get(keyVersion)
@@ -117,6 +123,9 @@ func (s *State) Restore(tx *bolt.Tx) error {
 	s.tokens = tokens
 	s.mu.Unlock()
 	clear(s.pending)
+	if err := s.oidc.Restore(tx); err != nil {
+		return err
+	}
 	return s.rbac.Restore(tx)
 }
 
@@ -134,6 +143,7 @@ func (s *State) Committed(index uint64) {
 	s.mu.Unlock()
 	clear(s.pending)
 	s.rbac.Committed(index)
+	s.oidc.Committed(index)
 }
 
 // current is a token's entry as the apply loop sees it: staged, else
@@ -180,6 +190,12 @@ func (s *State) apply(tx *bolt.Tx, index uint64, payload []byte) (any, error) {
 		return s.rbac.Apply(tx, index, op.ApplyRbac)
 	case *raftstorev1.Command_DeleteRbac:
 		return s.rbac.Delete(tx, index, op.DeleteRbac)
+	case *raftstorev1.Command_PutOidcIssuers:
+		return s.oidc.ApplyPut(tx, index, op.PutOidcIssuers)
+	case *raftstorev1.Command_DeleteOidcIssuer:
+		return s.oidc.ApplyDelete(tx, op.DeleteOidcIssuer)
+	case *raftstorev1.Command_SetOidcIssuerKeys:
+		return s.oidc.ApplySetKeys(tx, index, op.SetOidcIssuerKeys)
 	case nil:
 		// A command from a newer binary with an op this one does not know:
 		// applying it as a no-op would diverge from members that know it.

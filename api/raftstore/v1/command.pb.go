@@ -35,6 +35,9 @@ type Command struct {
 	//	*Command_ImportTokens
 	//	*Command_ApplyRbac
 	//	*Command_DeleteRbac
+	//	*Command_PutOidcIssuers
+	//	*Command_DeleteOidcIssuer
+	//	*Command_SetOidcIssuerKeys
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -140,6 +143,33 @@ func (x *Command) GetDeleteRbac() *DeleteRBAC {
 	return nil
 }
 
+func (x *Command) GetPutOidcIssuers() *PutOIDCIssuers {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutOidcIssuers); ok {
+			return x.PutOidcIssuers
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteOidcIssuer() *DeleteOIDCIssuer {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteOidcIssuer); ok {
+			return x.DeleteOidcIssuer
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetOidcIssuerKeys() *SetOIDCIssuerKeys {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetOidcIssuerKeys); ok {
+			return x.SetOidcIssuerKeys
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -177,6 +207,20 @@ type Command_DeleteRbac struct {
 	DeleteRbac *DeleteRBAC `protobuf:"bytes,11,opt,name=delete_rbac,json=deleteRbac,proto3,oneof"`
 }
 
+type Command_PutOidcIssuers struct {
+	// put_oidc_issuers, delete_oidc_issuer and set_oidc_issuer_keys change
+	// the OIDC issuers and their replicated key sets (oidc.proto).
+	PutOidcIssuers *PutOIDCIssuers `protobuf:"bytes,20,opt,name=put_oidc_issuers,json=putOidcIssuers,proto3,oneof"`
+}
+
+type Command_DeleteOidcIssuer struct {
+	DeleteOidcIssuer *DeleteOIDCIssuer `protobuf:"bytes,21,opt,name=delete_oidc_issuer,json=deleteOidcIssuer,proto3,oneof"`
+}
+
+type Command_SetOidcIssuerKeys struct {
+	SetOidcIssuerKeys *SetOIDCIssuerKeys `protobuf:"bytes,22,opt,name=set_oidc_issuer_keys,json=setOidcIssuerKeys,proto3,oneof"`
+}
+
 func (*Command_CreateToken) isCommand_Op() {}
 
 func (*Command_UpdateToken) isCommand_Op() {}
@@ -190,6 +234,12 @@ func (*Command_ImportTokens) isCommand_Op() {}
 func (*Command_ApplyRbac) isCommand_Op() {}
 
 func (*Command_DeleteRbac) isCommand_Op() {}
+
+func (*Command_PutOidcIssuers) isCommand_Op() {}
+
+func (*Command_DeleteOidcIssuer) isCommand_Op() {}
+
+func (*Command_SetOidcIssuerKeys) isCommand_Op() {}
 
 // User is the identity a token maps to.
 type User struct {
@@ -828,7 +878,7 @@ var File_raftstore_v1_command_proto protoreflect.FileDescriptor
 
 const file_raftstore_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1araftstore/v1/command.proto\x12\fraftstore.v1\x1a\x17raftstore/v1/rbac.proto\"\xd3\x03\n" +
+	"\x1araftstore/v1/command.proto\x12\fraftstore.v1\x1a\x17raftstore/v1/oidc.proto\x1a\x17raftstore/v1/rbac.proto\"\xc1\x05\n" +
 	"\aCommand\x12>\n" +
 	"\fcreate_token\x18\x01 \x01(\v2\x19.raftstore.v1.CreateTokenH\x00R\vcreateToken\x12>\n" +
 	"\fupdate_token\x18\x02 \x01(\v2\x19.raftstore.v1.UpdateTokenH\x00R\vupdateToken\x12>\n" +
@@ -839,7 +889,10 @@ const file_raftstore_v1_command_proto_rawDesc = "" +
 	"apply_rbac\x18\n" +
 	" \x01(\v2\x17.raftstore.v1.ApplyRBACH\x00R\tapplyRbac\x12;\n" +
 	"\vdelete_rbac\x18\v \x01(\v2\x18.raftstore.v1.DeleteRBACH\x00R\n" +
-	"deleteRbacB\x04\n" +
+	"deleteRbac\x12H\n" +
+	"\x10put_oidc_issuers\x18\x14 \x01(\v2\x1c.raftstore.v1.PutOIDCIssuersH\x00R\x0eputOidcIssuers\x12N\n" +
+	"\x12delete_oidc_issuer\x18\x15 \x01(\v2\x1e.raftstore.v1.DeleteOIDCIssuerH\x00R\x10deleteOidcIssuer\x12R\n" +
+	"\x14set_oidc_issuer_keys\x18\x16 \x01(\v2\x1f.raftstore.v1.SetOIDCIssuerKeysH\x00R\x11setOidcIssuerKeysB\x04\n" +
 	"\x02op\"\xd6\x01\n" +
 	"\x04User\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x10\n" +
@@ -912,20 +965,23 @@ func file_raftstore_v1_command_proto_rawDescGZIP() []byte {
 
 var file_raftstore_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_raftstore_v1_command_proto_goTypes = []any{
-	(*Command)(nil),        // 0: raftstore.v1.Command
-	(*User)(nil),           // 1: raftstore.v1.User
-	(*ExtraValues)(nil),    // 2: raftstore.v1.ExtraValues
-	(*TokenRecord)(nil),    // 3: raftstore.v1.TokenRecord
-	(*CreateToken)(nil),    // 4: raftstore.v1.CreateToken
-	(*UpdateToken)(nil),    // 5: raftstore.v1.UpdateToken
-	(*RevokeToken)(nil),    // 6: raftstore.v1.RevokeToken
-	(*ImportTokens)(nil),   // 7: raftstore.v1.ImportTokens
-	(*RecordLastUsed)(nil), // 8: raftstore.v1.RecordLastUsed
-	(*LastUsed)(nil),       // 9: raftstore.v1.LastUsed
-	nil,                    // 10: raftstore.v1.User.ExtraEntry
-	nil,                    // 11: raftstore.v1.TokenRecord.LabelsEntry
-	(*ApplyRBAC)(nil),      // 12: raftstore.v1.ApplyRBAC
-	(*DeleteRBAC)(nil),     // 13: raftstore.v1.DeleteRBAC
+	(*Command)(nil),           // 0: raftstore.v1.Command
+	(*User)(nil),              // 1: raftstore.v1.User
+	(*ExtraValues)(nil),       // 2: raftstore.v1.ExtraValues
+	(*TokenRecord)(nil),       // 3: raftstore.v1.TokenRecord
+	(*CreateToken)(nil),       // 4: raftstore.v1.CreateToken
+	(*UpdateToken)(nil),       // 5: raftstore.v1.UpdateToken
+	(*RevokeToken)(nil),       // 6: raftstore.v1.RevokeToken
+	(*ImportTokens)(nil),      // 7: raftstore.v1.ImportTokens
+	(*RecordLastUsed)(nil),    // 8: raftstore.v1.RecordLastUsed
+	(*LastUsed)(nil),          // 9: raftstore.v1.LastUsed
+	nil,                       // 10: raftstore.v1.User.ExtraEntry
+	nil,                       // 11: raftstore.v1.TokenRecord.LabelsEntry
+	(*ApplyRBAC)(nil),         // 12: raftstore.v1.ApplyRBAC
+	(*DeleteRBAC)(nil),        // 13: raftstore.v1.DeleteRBAC
+	(*PutOIDCIssuers)(nil),    // 14: raftstore.v1.PutOIDCIssuers
+	(*DeleteOIDCIssuer)(nil),  // 15: raftstore.v1.DeleteOIDCIssuer
+	(*SetOIDCIssuerKeys)(nil), // 16: raftstore.v1.SetOIDCIssuerKeys
 }
 var file_raftstore_v1_command_proto_depIdxs = []int32{
 	4,  // 0: raftstore.v1.Command.create_token:type_name -> raftstore.v1.CreateToken
@@ -935,18 +991,21 @@ var file_raftstore_v1_command_proto_depIdxs = []int32{
 	7,  // 4: raftstore.v1.Command.import_tokens:type_name -> raftstore.v1.ImportTokens
 	12, // 5: raftstore.v1.Command.apply_rbac:type_name -> raftstore.v1.ApplyRBAC
 	13, // 6: raftstore.v1.Command.delete_rbac:type_name -> raftstore.v1.DeleteRBAC
-	10, // 7: raftstore.v1.User.extra:type_name -> raftstore.v1.User.ExtraEntry
-	1,  // 8: raftstore.v1.TokenRecord.user:type_name -> raftstore.v1.User
-	11, // 9: raftstore.v1.TokenRecord.labels:type_name -> raftstore.v1.TokenRecord.LabelsEntry
-	3,  // 10: raftstore.v1.CreateToken.record:type_name -> raftstore.v1.TokenRecord
-	3,  // 11: raftstore.v1.ImportTokens.records:type_name -> raftstore.v1.TokenRecord
-	9,  // 12: raftstore.v1.RecordLastUsed.uses:type_name -> raftstore.v1.LastUsed
-	2,  // 13: raftstore.v1.User.ExtraEntry.value:type_name -> raftstore.v1.ExtraValues
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	14, // 7: raftstore.v1.Command.put_oidc_issuers:type_name -> raftstore.v1.PutOIDCIssuers
+	15, // 8: raftstore.v1.Command.delete_oidc_issuer:type_name -> raftstore.v1.DeleteOIDCIssuer
+	16, // 9: raftstore.v1.Command.set_oidc_issuer_keys:type_name -> raftstore.v1.SetOIDCIssuerKeys
+	10, // 10: raftstore.v1.User.extra:type_name -> raftstore.v1.User.ExtraEntry
+	1,  // 11: raftstore.v1.TokenRecord.user:type_name -> raftstore.v1.User
+	11, // 12: raftstore.v1.TokenRecord.labels:type_name -> raftstore.v1.TokenRecord.LabelsEntry
+	3,  // 13: raftstore.v1.CreateToken.record:type_name -> raftstore.v1.TokenRecord
+	3,  // 14: raftstore.v1.ImportTokens.records:type_name -> raftstore.v1.TokenRecord
+	9,  // 15: raftstore.v1.RecordLastUsed.uses:type_name -> raftstore.v1.LastUsed
+	2,  // 16: raftstore.v1.User.ExtraEntry.value:type_name -> raftstore.v1.ExtraValues
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_raftstore_v1_command_proto_init() }
@@ -954,6 +1013,7 @@ func file_raftstore_v1_command_proto_init() {
 	if File_raftstore_v1_command_proto != nil {
 		return
 	}
+	file_raftstore_v1_oidc_proto_init()
 	file_raftstore_v1_rbac_proto_init()
 	file_raftstore_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_CreateToken)(nil),
@@ -963,6 +1023,9 @@ func file_raftstore_v1_command_proto_init() {
 		(*Command_ImportTokens)(nil),
 		(*Command_ApplyRbac)(nil),
 		(*Command_DeleteRbac)(nil),
+		(*Command_PutOidcIssuers)(nil),
+		(*Command_DeleteOidcIssuer)(nil),
+		(*Command_SetOidcIssuerKeys)(nil),
 	}
 	file_raftstore_v1_command_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
