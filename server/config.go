@@ -54,6 +54,7 @@ type Config struct {
 	LastUsedMaxPending  int
 	LogLevel            string
 	LogFormat           string
+	SecurityConfig      // config_tls.go
 }
 
 // RegisterFlags defines the flags on fs, bound to c, with their defaults.
@@ -90,6 +91,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.LastUsedMaxPending, "last-used-max-pending", 100000, "most tokens with unreported uses held in memory; uses of further tokens are dropped and counted")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "text, json, or auto: text when stderr is a terminal, JSON otherwise (a container, a file, a log collector)")
+	c.registerSecurityFlags(fs) // config_tls.go
 }
 
 // LoadEnvAndFile fills flags not set on the command line from the
@@ -222,7 +224,7 @@ func (c *Config) Validate() error {
 	if _, err := c.Members(); err != nil {
 		return err
 	}
-	return nil
+	return c.validateSecurity() // config_tls.go
 }
 
 // Members parses --initial-cluster into raft members with derived ids.
