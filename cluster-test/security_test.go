@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -536,5 +537,27 @@ func TestBootstrapAdminToken(t *testing.T) {
 	_, errOut, code = run("token", "list")
 	if code == 0 || !strings.Contains(errOut, "client certificate or a token") {
 		t.Errorf("token list without credentials: exit %d %q, want a refusal", code, errOut)
+	}
+}
+
+// TestInsecureRefusedOffLoopback: the real binary refuses --insecure on an
+// address other machines can reach, with an error naming the flag, and
+// starts with it on loopback.
+func TestInsecureRefusedOffLoopback(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	out, err := exec.CommandContext(ctx, filepath.Join(bin, "tokenstore"), "--name", "open", "--data-dir", filepath.Join(dir, "open"),
+		"--insecure", "--listen-client", "0.0.0.0:0", "--listen-peer", "127.0.0.1:0", "--advertise-peer", "127.0.0.1:1", "--listen-http", "").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--insecure") || !strings.Contains(string(out), "--listen-client 0.0.0.0:0") {
+		t.Fatalf("--insecure on 0.0.0.0: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "open", "raft.db")); err == nil {
+		t.Error("the refused member created raft state")
+	}
+	out, err = exec.CommandContext(ctx, filepath.Join(bin, "tokenstore"), "--name", "plain", "--data-dir", filepath.Join(dir, "plain"),
+		"--listen-client", "127.0.0.1:0", "--listen-peer", "127.0.0.1:0", "--advertise-peer", "127.0.0.1:1", "--listen-http", "").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "TLS is required") {
+		t.Fatalf("no certificates and no --insecure: %v\n%s", err, out)
 	}
 }
