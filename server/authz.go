@@ -133,12 +133,16 @@ func (s *Server) identify(cert *x509.Certificate, authorization string) (caller,
 	return c, nil
 }
 
+// open reports whether anyone may call something that needs r, so the
+// caller need not even be identified (no token hashed).
+func (s *Server) open(r role) bool {
+	return r == rolePublic || (r == roleAuthenticator && !s.cfg.RequireClientAuth)
+}
+
 // permit decides whether c may call something that needs r.
 func (s *Server) permit(c caller, r role, what string) error {
 	switch {
-	case r == rolePublic:
-		return nil
-	case r == roleAuthenticator && !s.cfg.RequireClientAuth:
+	case s.open(r):
 		return nil
 	case !c.authenticated():
 		return status.Errorf(codes.Unauthenticated, "%s needs a client certificate or a token (authorization: Bearer <token>)", what)
@@ -152,7 +156,7 @@ func (s *Server) permit(c caller, r role, what string) error {
 // authorizeRPC is the decision for one gRPC call.
 func (s *Server) authorizeRPC(ctx context.Context, method string) error {
 	r := methodRole(method)
-	if r == rolePublic {
+	if s.open(r) {
 		return nil
 	}
 	var cert *x509.Certificate
@@ -193,7 +197,7 @@ func (s *Server) authzStreamInterceptor(srv any, ss grpc.ServerStream, info *grp
 func (s *Server) authzHTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		need := httpRole(r.URL.Path)
-		if need != rolePublic {
+		if !s.open(need) {
 			var cert *x509.Certificate
 			if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 				cert = r.TLS.VerifiedChains[0][0]
