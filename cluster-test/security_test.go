@@ -477,6 +477,55 @@ func TestCertificateRotationOnDisk(t *testing.T) {
 	if _, err := tokenstorev1.NewClusterServiceClient(conn).Status(ctx, &tokenstorev1.StatusRequest{}); err != nil {
 		t.Fatalf("status over a connection made after the rotation: %v", err)
 	}
+
+	// The peer certificate too: another member's peer certificate (the
+	// listener wants one of this cluster) sees the new one on its next
+	// handshake, and the cluster keeps committing.
+	other := c.Members[0]
+	peerCfg, err := c.ClientTLS(filepath.Join(c.MemberTLSDir(other), "peer.crt"), filepath.Join(c.MemberTLSDir(other), "peer.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerServed := func() string {
+		conn, err := tls.Dial("tcp", m.PeerAddr, peerCfg)
+		if err != nil {
+			t.Fatalf("peer handshake with %s: %v", m.Name, err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Text(16)
+	}
+	oldPeer := peerServed()
+	cert, key, err = c.CA().Issue(devcerts.Leaf{CommonName: m.Name + "-peer-rotated", Hosts: []string{"127.0.0.1"},
+		URIs: []string{tlsconfig.PeerURI("tokenstore")}, Server: true, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := devcerts.WritePair(c.MemberTLSDir(m), "peer", cert, key); err != nil {
+		t.Fatal(err)
+	}
+	if pair, err = tls.X509KeyPair(cert, key); err != nil {
+		t.Fatal(err)
+	}
+	want = pair.Leaf.SerialNumber.Text(16)
+	for got := peerServed(); got != want; got = peerServed() {
+		if got != oldPeer || ctx.Err() != nil {
+			t.Fatalf("peer listener serves %s, want the rotated %s (was %s)", got, want, oldPeer)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Members reconnect to m with the new certificate after a restart of
+	// one of them, and writes keep committing.
+	c.Kill(other)
+	if err := c.Start(other); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	create(ctx, t, other, "after-peer-rotation")
+	if m.Pid() != pid {
+		t.Fatalf("%s restarted (pid %d, was %d)", m.Name, m.Pid(), pid)
+	}
 }
 
 // TestBootstrapAdminToken: exactly one member holds the bootstrap admin
