@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -149,8 +150,32 @@ func (s *Server) permit(c caller, r role, what string) error {
 	case r == roleAuthenticator || c.admin:
 		return nil
 	}
-	s.log.Info("refused a caller that is not an administrator", "what", what, "subject", c.subject, "token_id", c.tokenID, "user", c.user)
+	s.logRefusal(c, what)
 	return status.Errorf(codes.PermissionDenied, "%s needs an administrator (a client certificate in --admin-subjects or a token in group %q)", what, s.cfg.AdminGroup)
+}
+
+// refusalLog rate-limits the log of refused non-administrators: one line a
+// second at most, with the number left out since, so a caller hammering
+// admin methods cannot flood the log.
+type refusalLog struct {
+	mu         sync.Mutex
+	next       time.Time
+	suppressed uint64
+}
+
+func (s *Server) logRefusal(c caller, what string) {
+	now := time.Now()
+	s.refusals.mu.Lock()
+	if now.Before(s.refusals.next) {
+		s.refusals.suppressed++
+		s.refusals.mu.Unlock()
+		return
+	}
+	n := s.refusals.suppressed
+	s.refusals.suppressed, s.refusals.next = 0, now.Add(time.Second)
+	s.refusals.mu.Unlock()
+	s.log.Info("refused a caller that is not an administrator", "what", what, "subject", c.subject,
+		"token_id", c.tokenID, "user", c.user, "suppressed_since_last_line", n)
 }
 
 // authorizeRPC is the decision for one gRPC call.

@@ -53,6 +53,8 @@ type Server struct {
 	clientAddr string
 	// sec is the TLS material of listeners and peer dials (security.go).
 	sec *security
+	// refusals rate-limits the log of refused callers (authz.go).
+	refusals refusalLog
 }
 
 // Run starts a member and serves until ctx ends or the node stops on a
