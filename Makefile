@@ -105,6 +105,10 @@ image:
 compose-up: image build
 	TOKENSTORE_IMAGE=$(IMAGE) $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) up -d
 	@export TOKENCTL_ENDPOINTS=127.0.0.1:$${TOKENSTORE_COMPOSE_PORT_CLIENT_1:-23790},127.0.0.1:$${TOKENSTORE_COMPOSE_PORT_CLIENT_2:-23791},127.0.0.1:$${TOKENSTORE_COMPOSE_PORT_CLIENT_3:-23792}; \
+	mkdir -p data && rm -rf data/compose-ca && for i in $$(seq 1 100); do \
+	  docker cp "$$($(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) ps -q tokenstore-1)":/var/lib/tokenstore-ca/ca data/compose-ca 2>/dev/null && break; sleep 0.3; done; \
+	echo "export TOKENCTL_CACERT=$(CURDIR)/data/compose-ca/ca.crt TOKENCTL_CERT=$(CURDIR)/data/compose-ca/admin.crt TOKENCTL_KEY=$(CURDIR)/data/compose-ca/admin.key" >data/compose-tokenctl.env; \
+	. ./data/compose-tokenctl.env; \
 	echo "waiting for a leader at $$TOKENCTL_ENDPOINTS ..."; for i in $$(seq 1 100); do \
 	  ./bin/tokenctl status -o json 2>/dev/null | grep -q '"leader": {' && break; sleep 0.3; done; \
 	./bin/tokenctl status

@@ -3,6 +3,8 @@ package clustertest
 import (
 	"fmt"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tokenstore/tokenstore/cluster-test/harness"
@@ -47,8 +49,35 @@ func newCluster(t *testing.T, extra ...string) *harness.Cluster {
 		}
 		c.Stop()
 	})
+	useCluster(t, c)
 	if err := c.StartAll(); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// ctlClusters maps a test's name to the cluster its tokenctl runs talk to
+// (their credentials depend on the cluster's CA).
+var ctlClusters sync.Map
+
+// useCluster makes c the cluster whose credentials tokenctl(ctx, t, ...)
+// uses in t and its subtests; newCluster calls it.
+func useCluster(t *testing.T, c *harness.Cluster) {
+	ctlClusters.Store(t.Name(), c)
+	t.Cleanup(func() { ctlClusters.CompareAndDelete(t.Name(), c) })
+}
+
+// ctlCluster is the cluster useCluster set for t or the nearest parent test.
+func ctlCluster(t *testing.T) *harness.Cluster {
+	t.Helper()
+	for name := t.Name(); ; {
+		if c, ok := ctlClusters.Load(name); ok {
+			return c.(*harness.Cluster)
+		}
+		i := strings.LastIndex(name, "/")
+		if i < 0 {
+			t.Fatal("tokenctl: no cluster for this test (newCluster, or useCluster for one made with harness.New)")
+		}
+		name = name[:i]
+	}
 }

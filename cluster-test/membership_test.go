@@ -488,7 +488,9 @@ func TestSnapshotSaveAndRestore(t *testing.T) {
 	want := sameState(ctx, t, c)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "state.snap")
-	out, err := exec.CommandContext(ctx, filepath.Join(bin, "tokenctl"), "--endpoints", c.Members[1].ClientAddr, "snapshot", "save", file, "-o", "json").CombinedOutput()
+	save := exec.CommandContext(ctx, filepath.Join(bin, "tokenctl"), "--endpoints", c.Members[1].ClientAddr, "snapshot", "save", file, "-o", "json")
+	save.Env = c.CtlEnv()
+	out, err := save.CombinedOutput()
 	if err != nil {
 		t.Fatalf("tokenctl snapshot save: %v\n%s", err, out)
 	}

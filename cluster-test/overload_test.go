@@ -16,7 +16,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -150,7 +149,7 @@ func overloadLoad(ctx context.Context, m *harness.Member, conns []*grpc.ClientCo
 // 429 (which must carry Retry-After); it reports an authenticated answer.
 func httpAuthenticate(ctx context.Context, hc *http.Client, m *harness.Member, bearer string, st *loadStats) bool {
 	body := `{"apiVersion":"authentication.k8s.io/v1beta1","kind":"TokenReview","spec":{"token":"` + bearer + `"}}`
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+m.HTTPAddr+"/v1/authenticate", strings.NewReader(body))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, m.HTTPURL("/v1/authenticate"), strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -190,10 +189,9 @@ type probeStats struct {
 
 // probeHealth polls m's /readyz and gRPC health until stop is closed, each
 // with a one-second timeout, as a load balancer would.
-func probeHealth(m *harness.Member, conn *grpc.ClientConn, stop <-chan struct{}) *probeStats {
+func probeHealth(m *harness.Member, web *http.Client, conn *grpc.ClientConn, stop <-chan struct{}) *probeStats {
 	ps := &probeStats{}
 	hc := healthpb.NewHealthClient(conn)
-	web := &http.Client{Timeout: time.Second}
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -203,7 +201,7 @@ func probeHealth(m *harness.Member, conn *grpc.ClientConn, stop <-chan struct{})
 		case <-t.C:
 		}
 		t0 := time.Now()
-		resp, err := web.Get("http://" + m.HTTPAddr + "/readyz")
+		resp, err := web.Get(m.HTTPURL("/readyz"))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
@@ -302,7 +300,7 @@ func runOverload(t *testing.T, p overloadPlan) {
 	}
 	var conns []*grpc.ClientConn
 	for i := 0; i < 4; i++ {
-		conn, err := grpc.NewClient(leader.ClientAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := leader.Dial()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -310,7 +308,9 @@ func runOverload(t *testing.T, p overloadPlan) {
 		conns = append(conns, conn)
 	}
 	clients := p.maxInflight * p.factor
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxIdleConns: clients}, Timeout: 10 * time.Second}
+	hc := c.HTTPClient()
+	hc.Timeout = 10 * time.Second
+	hc.Transport.(*http.Transport).MaxIdleConnsPerHost, hc.Transport.(*http.Transport).MaxIdleConns = clients, clients
 	defer hc.CloseIdleConnections()
 	name0, terms0 := leaderAndTerms(ctx, t, c)
 
@@ -324,7 +324,9 @@ func runOverload(t *testing.T, p overloadPlan) {
 
 	stop := make(chan struct{})
 	probec := make(chan *probeStats, 1)
-	go func() { probec <- probeHealth(leader, conns[0], stop) }()
+	web := c.HTTPClient()
+	web.Timeout = time.Second
+	go func() { probec <- probeHealth(leader, web, conns[0], stop) }()
 	go func() { rssc <- watchRSS(leader.Pid(), stop) }()
 	over := overloadLoad(ctx, leader, conns, hc, bearers, clients, p.overload)
 	close(stop)

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -36,6 +34,7 @@ import (
 func rbacctl(ctx context.Context, t *testing.T, c *harness.Cluster, args ...string) []byte {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "tokenctl"), append([]string{"--endpoints", clientEndpoints(c), "--timeout", "30s"}, args...)...)
+	cmd.Env = c.CtlEnv()
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr []byte
@@ -171,7 +170,7 @@ func TestRBACSameAnswersOnEveryMember(t *testing.T) {
 	for _, version := range []string{"v1", "v1beta1"} {
 		var authz []*authzwebhook.WebhookAuthorizer
 		for _, m := range c.Members {
-			url := "http://" + m.HTTPAddr + "/apis/authorization.k8s.io/" + version + "/subjectaccessreviews"
+			url := m.HTTPURL("/apis/authorization.k8s.io/" + version + "/subjectaccessreviews")
 			authz = append(authz, kubeAuthorizer(t, webhookKubeconfig(t, m.Name+"-authz-"+version, url), version))
 		}
 		for _, cs := range rbactest.Cases {
@@ -191,7 +190,7 @@ func TestRBACSameAnswersOnEveryMember(t *testing.T) {
 	// Stop two members: the third cannot confirm it is caught up within
 	// --max-staleness and answers 503; the client retries, then applies
 	// its failure policy and reports the error.
-	a := kubeAuthorizer(t, webhookKubeconfig(t, "lonely", "http://"+c.Members[2].HTTPAddr+"/apis/authorization.k8s.io/v1/subjectaccessreviews"), "v1")
+	a := kubeAuthorizer(t, webhookKubeconfig(t, "lonely", c.Members[2].HTTPURL("/apis/authorization.k8s.io/v1/subjectaccessreviews")), "v1")
 	for _, m := range c.Members[:2] {
 		if err := c.Pause(m); err != nil {
 			t.Fatal(err)
@@ -206,7 +205,7 @@ func TestRBACSameAnswersOnEveryMember(t *testing.T) {
 				t.Errorf("a member that cannot answer: decision %v, error %v", d, err)
 			}
 			// What the client saw: 503 with the reason.
-			resp, err := http.Post("http://"+c.Members[2].HTTPAddr+"/apis/authorization.k8s.io/v1/subjectaccessreviews", "application/json",
+			resp, err := c.HTTPClient().Post(c.Members[2].HTTPURL("/apis/authorization.k8s.io/v1/subjectaccessreviews"), "application/json",
 				strings.NewReader(`{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"alice","resourceAttributes":{"verb":"get","resource":"pods"}}}`))
 			if err != nil {
 				t.Fatal(err)
@@ -288,7 +287,7 @@ func TestRBACPruneUnderLoad(t *testing.T) {
 	)
 	worker := 0
 	for _, m := range c.Members {
-		conn, err := grpc.NewClient(m.ClientAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := m.Dial()
 		if err != nil {
 			t.Fatal(err)
 		}

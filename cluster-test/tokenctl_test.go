@@ -11,10 +11,12 @@ import (
 	"time"
 )
 
-// tokenctl runs the real binary and returns stdout, stderr and exit code.
+// tokenctl runs the real binary with the credentials of the test's cluster
+// (ctlCluster) and returns stdout, stderr and exit code.
 func tokenctl(ctx context.Context, t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "tokenctl"), args...)
+	cmd.Env = ctlCluster(t).CtlEnv()
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -43,22 +43,32 @@ const apiAudience = "https://kubernetes.default.svc.cluster.local"
 // returns its path.
 func webhookKubeconfig(t *testing.T, name, url string) string {
 	t.Helper()
+	// kube-apiserver authenticates to the webhooks with a client
+	// certificate of the cluster's CA (not an administrator's).
+	c := ctlCluster(t)
+	cert, key, err := c.IssueClientCert("kube-apiserver", "kube-apiserver")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - name: tokenstore
   cluster:
     server: %s
+    certificate-authority: %s
 users:
 - name: kube-apiserver
-  user: {}
+  user:
+    client-certificate: %s
+    client-key: %s
 contexts:
 - name: webhook
   context:
     cluster: tokenstore
     user: kube-apiserver
 current-context: webhook
-`, url)
+`, url, c.CAFile(), cert, key)
 	path := filepath.Join(t.TempDir(), name+".kubeconfig")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -197,6 +207,7 @@ items:
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "tokenctl"), "--endpoints", clientEndpoints(c), "--timeout", "30s",
 		"token", "import", "--format", "rancher", path, "-o", "json")
+	cmd.Env = c.CtlEnv()
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr []byte
@@ -313,7 +324,7 @@ func TestWebhookThroughKubeClient(t *testing.T) {
 		// kube-apiserver replica pointed at one member would have.
 		var auths []authenticator.Token
 		for _, m := range c.Members {
-			auths = append(auths, kubeAuthenticator(t, webhookKubeconfig(t, m.Name, "http://"+m.HTTPAddr+ep.path), ep.version))
+			auths = append(auths, kubeAuthenticator(t, webhookKubeconfig(t, m.Name, m.HTTPURL(ep.path)), ep.version))
 		}
 		for _, cs := range cases {
 			var first kubeAnswer
@@ -387,7 +398,7 @@ func TestRepeatedScryptAuthenticationIsFast(t *testing.T) {
 // metricSum reads a member's /metrics and sums the samples of name.
 func metricSum(t *testing.T, m *harness.Member, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + m.HTTPAddr + "/metrics")
+	resp, err := ctlCluster(t).HTTPClient().Get(m.HTTPURL("/metrics"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +448,8 @@ func TestMalformedFlood(t *testing.T) {
 
 	bad := []string{"", "no-separator", "a:b:c", "Upper:" + strings.Repeat("a", 40), "id:short", "id:" + strings.Repeat("a", 40) + "\n", strings.Repeat("x", 600)}
 	const total, workers = 1000, 8
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	client := c.HTTPClient()
+	client.Transport.(*http.Transport).MaxIdleConnsPerHost = workers
 	var next atomic.Int64
 	var failures atomic.Int64
 	var wg sync.WaitGroup
@@ -452,7 +464,7 @@ func TestMalformedFlood(t *testing.T) {
 					return
 				}
 				body, _ := json.Marshal(map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": map[string]any{"token": bad[i%int64(len(bad))]}})
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+m.HTTPAddr+"/apis/authentication.k8s.io/v1/tokenreviews", bytes.NewReader(body))
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, m.HTTPURL("/apis/authentication.k8s.io/v1/tokenreviews"), bytes.NewReader(body))
 				resp, err := client.Do(req)
 				if err != nil {
 					failures.Add(1)

@@ -44,6 +44,10 @@ func (r cliRun) exec(t *testing.T) cliResult {
 		stderr: &stderr,
 		lookupEnv: func(k string) (string, bool) {
 			v, ok := r.env[k]
+			if !ok && k == envInsecure {
+				// The in-process member doubles serve plain text.
+				return "true", true
+			}
 			return v, ok
 		},
 		now: func() time.Time { return testNow },

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
@@ -37,6 +38,10 @@ type endpoints struct {
 	addrs       []string
 	dialTimeout time.Duration
 	userAgent   string
+	// transport secures connections (nil: plain text); dialOptions carry
+	// the caller's token (credentials.go).
+	transport   credentials.TransportCredentials
+	dialOptions []grpc.DialOption
 	// debug, when not nil, receives one line per skipped endpoint. Nil keeps
 	// stderr quiet unless the command fails.
 	debug io.Writer
@@ -109,11 +114,16 @@ func (e *endpoints) connect(ctx context.Context, addr string) (*grpc.ClientConn,
 	// passthrough hands addr to our dialer untouched, so name resolution
 	// happens in net.Dialer and its errors ("no such host") are recorded
 	// like any other dial error.
-	conn, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	tc := e.transport
+	if tc == nil {
+		tc = insecure.NewCredentials()
+	}
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(recordingCreds{TransportCredentials: tc, rec: rec}),
 		grpc.WithContextDialer(rec.dial),
 		grpc.WithUserAgent(e.userAgent),
-	)
+	}, e.dialOptions...)
+	conn, err := grpc.NewClient("passthrough:///"+addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", addr, err)
 	}

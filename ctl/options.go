@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
 )
@@ -40,6 +42,7 @@ type globalFlags struct {
 	dialTimeout time.Duration
 	consistency string
 	debug       bool
+	creds       credentialFlags // credentials.go
 }
 
 func (g *globalFlags) register(fs *pflag.FlagSet) {
@@ -55,6 +58,7 @@ func (g *globalFlags) register(fs *pflag.FlagSet) {
 		"read consistency for get, list and verify: bounded or linearizable (default: the member's own default)")
 	fs.BoolVar(&g.debug, "debug", false,
 		"report skipped endpoints on stderr")
+	g.creds.register(fs)
 }
 
 // options are the checked global settings of one command.
@@ -65,6 +69,8 @@ type options struct {
 	dialTimeout time.Duration
 	consistency tokenstorev1.ReadConsistency
 	debug       bool
+	transport   credentials.TransportCredentials // TLS, or plain text with --insecure
+	dialOptions []grpc.DialOption                // the caller's token
 }
 
 // resolve checks the global flags, filling in the environment for flags not
@@ -114,6 +120,9 @@ func (g *globalFlags) resolve(fs *pflag.FlagSet, lookupEnv func(string) (string,
 	default:
 		return nil, usageErrorf("--consistency: unknown value %q (want bounded or linearizable)", g.consistency)
 	}
+	if o.transport, o.dialOptions, err = g.creds.resolve(fs, lookupEnv); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 
@@ -157,6 +166,8 @@ func (o *options) connector(debugOut io.Writer) *endpoints {
 		addrs:       o.endpoints,
 		dialTimeout: o.dialTimeout,
 		userAgent:   "tokenctl/" + versionString(),
+		transport:   o.transport,
+		dialOptions: o.dialOptions,
 	}
 	if o.debug {
 		e.debug = debugOut

@@ -16,7 +16,7 @@ import (
 // and returns the exit code; it never calls os.Exit. ctx bounds the whole
 // run: cancelling it (on SIGINT, say) abandons any RPC in flight. Standard
 // input is read only by "token verify -"; the environment only for
-// TOKENCTL_ENDPOINTS and TOKENCTL_OUTPUT.
+// TOKENCTL_ENDPOINTS, TOKENCTL_OUTPUT and the credentials (credentials.go).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{
 		stdin:     os.Stdin,

@@ -87,7 +87,7 @@ func (s *Server) joinCluster(ctx context.Context, addrs []string, clusterID uint
 	var errs []error
 	for _, a := range addrs {
 		jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		resp, err := transport.Join(jctx, a, req)
+		resp, err := transport.Join(jctx, a, req, s.sec.peerDialOptions()...)
 		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", a, err))

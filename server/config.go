@@ -60,6 +60,7 @@ type Config struct {
 	JWTLeeway           time.Duration
 	LogLevel            string
 	LogFormat           string
+	SecurityConfig      // config_tls.go
 }
 
 // RegisterFlags defines the flags on fs, bound to c, with their defaults.
@@ -101,6 +102,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.JWTLeeway, "jwt-leeway", oidc.DefaultLeeway, "how far in the future a JWT's nbf and iat may be (clock skew between issuer and cluster); exp gets none; an issuer's leeway overrides it (docs/oidc.md)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "text, json, or auto: text when stderr is a terminal, JSON otherwise (a container, a file, a log collector)")
+	c.registerSecurityFlags(fs) // config_tls.go
 }
 
 // LoadEnvAndFile fills flags not set on the command line from the
@@ -242,7 +244,7 @@ func (c *Config) Validate() error {
 	if _, err := c.Members(); err != nil {
 		return err
 	}
-	return nil
+	return c.validateSecurity() // config_tls.go
 }
 
 // Members parses --initial-cluster into raft members with derived ids.

@@ -36,6 +36,7 @@ func (s *Server) httpHandler() http.Handler {
 	for route, h := range s.rbac.handlers() { // rbac_service.go: SubjectAccessReview
 		mux.Handle(route, h)
 	}
-	// Probes and /metrics are exempt from admission (overload.go).
-	return s.admission.httpHandler(mux)
+	// Probes and /metrics are exempt from admission (overload.go) and
+	// public; every other route needs a caller (authz.go).
+	return s.admission.httpHandler(s.authzHTTP(mux))
 }

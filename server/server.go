@@ -56,6 +56,10 @@ type Server struct {
 	draining atomic.Bool
 
 	clientAddr string
+	// sec is the TLS material of listeners and peer dials (security.go).
+	sec *security
+	// refusals rate-limits the log of refused callers (authz.go).
+	refusals refusalLog
 }
 
 // Run starts a member and serves until ctx ends or the node stops on a
@@ -83,6 +87,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	log = log.With("member", cfg.Name)
+	sec, err := newSecurity(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 
 	peerL, err := net.Listen("tcp", cfg.ListenPeer)
 	if err != nil {
@@ -101,7 +109,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("listen on --listen-http: %w", err)
 		}
 	}
-	s := &Server{cfg: cfg, log: log, state: state.New(), stopc: make(chan struct{}), clientAddr: clientL.Addr().String()}
+	s := &Server{cfg: cfg, log: log, sec: sec, state: state.New(), stopc: make(chan struct{}), clientAddr: clientL.Addr().String()}
 	closeAll := func() {
 		peerL.Close()
 		clientL.Close()
@@ -119,7 +127,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			s.meta.MemberID, s.meta.ClusterID = ident.GetId(), ident.GetClusterId()
 		}
 		s.disc, err = discovery.Start(discovery.Config{
-			Bind: cfg.ListenGossip, Advertise: cfg.AdvertiseGossip, Seeds: cfg.Join, Meta: s.meta,
+			Bind: cfg.ListenGossip, Advertise: cfg.AdvertiseGossip, Seeds: cfg.Join, Meta: s.meta, SecretKey: cfg.gossipKey,
 			OnUpdate: s.onGossip, Logger: log,
 		})
 		if err != nil {
@@ -136,7 +144,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		closeAll()
 		return nil, err
 	}
-	tr := transport.New(transport.Config{ClusterID: p.clusterID, LocalID: p.id, Listener: peerL, Logger: log})
+	tr := transport.New(transport.Config{ClusterID: p.clusterID, LocalID: p.id, Listener: peerL, Logger: log,
+		ServerOptions: sec.peerServerOptions(), DialOptions: sec.peerDialOptions()})
 	s.node, err = raftstore.Open(raftstore.Config{
 		Name: cfg.Name, ID: p.id, ClusterID: p.clusterID, DataDir: cfg.DataDir,
 		InitialCluster: p.initial, JoinMembers: p.join, ForceNewCluster: cfg.ForceNewCluster,
@@ -169,6 +178,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		go func() { defer s.wg.Done(); s.lastUsed.Run(bg) }()
 	}
 	s.metrics.registerLastUsed(s.lastUsed)
+	if cfg.BootstrapAdminToken {
+		s.wg.Add(1)
+		go s.bootstrapAdminLoop(bg) // admin_bootstrap.go
+	}
 	if cfg.CleanupDeadAfter > 0 && s.disc != nil {
 		s.wg.Add(1)
 		go s.cleanupDeadLoop(bg)
@@ -177,11 +190,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	// Admission runs first, so a refused request costs nothing further;
 	// the peer transport's grpc.Server above has none of this (overload.go).
 	s.admission = newAdmission(cfg.MaxInflight, cfg.OverloadRetryAfter, s.metrics.rejected)
-	s.grpc = grpc.NewServer(
+	// Authorization (authz.go) comes right after admission.
+	s.grpc = grpc.NewServer(append(sec.clientServerOption(),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes), grpc.MaxSendMsgSize(MaxResponseBytes), // limits.go
-		grpc.ChainUnaryInterceptor(s.admission.unaryInterceptor, s.metrics.unaryInterceptor, s.deadlineInterceptor),
-		grpc.ChainStreamInterceptor(s.admission.streamInterceptor),
-	)
+		grpc.ChainUnaryInterceptor(s.admission.unaryInterceptor, s.authzUnaryInterceptor, s.metrics.unaryInterceptor, s.deadlineInterceptor),
+		grpc.ChainStreamInterceptor(s.admission.streamInterceptor, s.authzStreamInterceptor),
+	)...)
 	s.rbac = newRBACService(s)
 	s.oidc = s.startOIDC(bg) // oidc.go
 	tokenstorev1.RegisterAuthServiceServer(s.grpc, &authService{s: s})
@@ -206,7 +220,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.http.Serve(httpL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := s.http.Serve(sec.httpListener(httpL)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("HTTP server stopped", "err", err)
 			}
 		}()

@@ -12,7 +12,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -25,6 +24,10 @@ func testConfig(dir string) Config {
 	c.Name, c.DataDir, c.InitialClusterToken = "solo", dir, "t"
 	c.ListenClient, c.ListenPeer, c.ListenHTTP, c.AdvertisePeer = "127.0.0.1:0", "127.0.0.1:0", "", "127.0.0.1:1"
 	c.TickInterval, c.MaxRequestBytes = 10*time.Millisecond, 64<<10
+	// Plain text on loopback; callers authenticate with the bootstrap admin
+	// token (dialAdmin). The webhooks and Authenticate are open, as the
+	// tests of those paths post to them without credentials.
+	c.Insecure, c.RequireClientAuth = true, false
 	return c
 }
 
@@ -38,11 +41,7 @@ func startSolo(t *testing.T, dir string) (*Server, *grpc.ClientConn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Stop)
-	conn, err := grpc.NewClient(s.ClientAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := dialAdmin(t, s)
 	// Wait for SERVING through the standard health service.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

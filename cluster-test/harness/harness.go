@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
 )
@@ -85,6 +84,7 @@ type Member struct {
 	exitsMu    sync.Mutex
 	crashes    []string
 	conn       *grpc.ClientConn
+	tls        *clusterTLS
 	Auth       tokenstorev1.AuthServiceClient
 	Tokens     tokenstorev1.TokenServiceClient
 	Cluster    tokenstorev1.ClusterServiceClient
@@ -102,6 +102,7 @@ type Cluster struct {
 
 	mu   sync.Mutex
 	pids map[int]string // running process id -> member name
+	tls  *clusterTLS    // tls.go
 }
 
 // Options configure a cluster.
@@ -170,6 +171,10 @@ func New(bin, dir string, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{Bin: bin, Dir: dir, Extra: opts.Extra, pids: map[int]string{}}
+	var err error
+	if c.tls, err = newClusterTLS(dir); err != nil {
+		return nil, err
+	}
 	if opts.Proxies {
 		c.Net = newNetwork(c.connOwner)
 	}
@@ -198,6 +203,7 @@ func (c *Cluster) NewMember(name string) (*Member, error) {
 	m := &Member{
 		Name: name, DataDir: filepath.Join(c.Dir, name), LogPath: filepath.Join(c.Dir, name+".log"),
 		ClientAddr: ports[0], PeerAddr: ports[1], HTTPAddr: ports[2], AdvertisePeer: ports[1],
+		tls: c.tls,
 	}
 	if c.Net != nil {
 		if err := c.Net.listen(name, ports[3], m.PeerAddr); err != nil {
@@ -245,7 +251,11 @@ func (c *Cluster) Start(m *Member) error {
 	if m.AdvertisePeer != "" && m.AdvertisePeer != m.PeerAddr {
 		args = append(args, "--advertise-peer", m.AdvertisePeer)
 	}
-	args = append(append(args, c.Extra...), m.Flags...)
+	tlsFlags, err := c.tls.memberFlags(m, append(append([]string(nil), c.Extra...), m.Flags...))
+	if err != nil {
+		return err
+	}
+	args = append(append(append(args, tlsFlags...), c.Extra...), m.Flags...)
 	logf, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -282,7 +292,7 @@ func (c *Cluster) Start(m *Member) error {
 		close(exited)
 	}()
 	if m.conn == nil {
-		conn, err := grpc.NewClient(m.ClientAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := m.Dial()
 		if err != nil {
 			return err
 		}
@@ -398,8 +408,8 @@ func (c *Cluster) HasFlag(flag string) bool {
 
 // Ready reports whether m answers /readyz with 200.
 func (m *Member) Ready(ctx context.Context) bool {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.HTTPAddr+"/readyz", nil)
-	resp, err := http.DefaultClient.Do(req)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.HTTPURL("/readyz"), nil)
+	resp, err := m.httpClient().Do(req)
 	if err != nil {
 		return false
 	}

@@ -38,7 +38,13 @@ tokens. Start three (or five) members with the same --initial-cluster:
 
   tokenstore --name n1 --data-dir data/n1 --listen-client 127.0.0.1:23790 \
     --listen-peer 127.0.0.1:23800 --listen-http 127.0.0.1:23810 \
-    --initial-cluster n1=127.0.0.1:23800,n2=127.0.0.1:23801,n3=127.0.0.1:23802
+    --initial-cluster n1=127.0.0.1:23800,n2=127.0.0.1:23801,n3=127.0.0.1:23802 \
+    --dev --dev-ca-dir data/ca
+
+Every listener is TLS and members authenticate each other with mutual TLS:
+give --tls-cert/--tls-key and --peer-cert/--peer-key/--peer-ca (production),
+--dev to generate local certificates, or --insecure on loopback only
+(docs/security.md).
 
 Every flag can also be set as the environment variable TOKENSTORE_<FLAG>
 (upper case, '-' as '_') or as a key in the YAML file given by --config;

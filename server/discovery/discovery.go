@@ -61,6 +61,10 @@ type Config struct {
 	// OnUpdate is told about every join, update and leave of another member.
 	OnUpdate func(Peer)
 	Logger   *slog.Logger
+	// SecretKey (16, 24 or 32 bytes), when set, encrypts and authenticates
+	// gossip: a process without it can neither read nor inject member
+	// metadata.
+	SecretKey []byte
 }
 
 // Discovery is a running gossip member.
@@ -109,6 +113,7 @@ func Start(cfg Config) (*Discovery, error) {
 	mc.SuspicionMult = 3
 	mc.DeadNodeReclaimTime = time.Second
 	mc.Delegate = delegate{d}
+	mc.SecretKey = cfg.SecretKey
 	mc.Events = events{d}
 	mc.Logger = log.New(slogWriter{cfg.Logger.With("component", "gossip")}, "", 0)
 	ml, err := memberlist.Create(mc)

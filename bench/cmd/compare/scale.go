@@ -15,8 +15,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
 	lg "github.com/tokenstore/tokenstore/cluster-test/cmd/tsbench/loadgen"
@@ -203,7 +201,7 @@ func scaleTokenstore(ctx context.Context, cfg config, out io.Writer, bin, dir st
 	// wait out gRPC's reconnect backoff (about a second) and blur the time.
 	readAt := func(m *harness.Member, c tokenstorev1.ReadConsistency) func(context.Context) bool {
 		return func(ctx context.Context) bool {
-			conn, err := grpc.NewClient(m.ClientAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			conn, err := m.Dial()
 			if err != nil {
 				return false
 			}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
 	"github.com/tokenstore/tokenstore/cluster-test/harness"
@@ -29,7 +28,7 @@ func (p *ConnPool) get(m *harness.Member) ([]*grpc.ClientConn, error) {
 	}
 	var cs []*grpc.ClientConn
 	for i := 0; i < p.n; i++ {
-		conn, err := grpc.NewClient(m.ClientAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := m.Dial()
 		if err != nil {
 			for _, c := range cs {
 				c.Close()
