@@ -186,6 +186,7 @@ func TestClusterTimeSkewedMemberDecidesLikeTheOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	useCluster(t, c)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(c.LogTails(40))

@@ -43,6 +43,7 @@ func TestOIDCClusterTimeSkewedMember(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	useCluster(t, c)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(c.LogTails(40))

@@ -18,7 +18,7 @@ func TestJWTLeewayFlag(t *testing.T) {
 		var c Config
 		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 		c.RegisterFlags(fs)
-		if err := fs.Parse([]string{"--jwt-leeway", v}); err != nil {
+		if err := fs.Parse([]string{"--insecure", "--jwt-leeway", v}); err != nil {
 			t.Fatal(err)
 		}
 		err := c.Validate()
