@@ -63,24 +63,12 @@ func (sec *security) clientServerOption() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.Creds(tlsconfig.ServerCredentials(sec.client, sec.clientAuth, nil))}
 }
 
-// httpListener wraps the HTTP listener in TLS, offering HTTP/1.1 only.
-//
-// Why not h2: kube-apiserver's webhook client (client-go over
-// golang.org/x/net/http2) kept its HTTP/2 connection to a member across
-// that member's graceful restart and failed the next TokenReview with
-// "use of closed network connection", an error its webhook retry policy
-// does not retry, so one authentication per API server failed at every
-// restart (cluster-test TestClusterTimeSkewedMemberDecidesLikeTheOthers
-// caught it). net/http's HTTP/1.1 transport retries a request whose pooled
-// keep-alive connection the server had closed, so over HTTP/1.1 a restart
-// costs nothing. Webhook requests are small and keep-alive pools hide the
-// handshake, so HTTP/2 multiplexing buys little here. gRPC has its own
-// listener and stays HTTP/2.
+// httpListener wraps the HTTP listener in TLS (h2 and HTTP/1.1).
 func (sec *security) httpListener(l net.Listener) net.Listener {
 	if sec.client == nil {
 		return l
 	}
-	return tls.NewListener(l, sec.client.ServerConfig(sec.clientAuth, []string{"http/1.1"}, nil))
+	return tls.NewListener(l, sec.client.ServerConfig(sec.clientAuth, []string{"h2", "http/1.1"}, nil))
 }
 
 // peerServerOptions make the peer listener mutual TLS: a member without a

@@ -204,6 +204,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	tokenstorev1.RegisterTokenServiceServer(s.grpc, &tokenService{s: s})
 	tokenstorev1.RegisterClusterServiceServer(s.grpc, &clusterService{s: s})
 	s.health = health.NewServer()
+	// grpc's health server starts out SERVING; this member is not until
+	// healthLoop has seen a confirmed read, so a client that watches health
+	// right after start must not be told otherwise.
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.health.SetServingStatus(tokenstorev1.AuthService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 

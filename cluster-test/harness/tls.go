@@ -33,6 +33,8 @@ type clusterTLS struct {
 	client    *tls.Config
 	httpOnce  sync.Once
 	http      *http.Client
+	issueMu   sync.Mutex
+	issued    map[string][2]string // name -> cert, key files
 }
 
 func newClusterTLS(dir string) (*clusterTLS, error) {
@@ -107,11 +109,27 @@ func (c *Cluster) AdminCertFiles() (cert, key string) { return c.tls.adminCert, 
 // peer.crt, their keys and ca.crt), rewritten at each Start.
 func (c *Cluster) MemberTLSDir(m *Member) string { return filepath.Join(c.tls.dir, m.Name) }
 
-// IssueClientCert writes a client certificate with subject CN cn, signed by
-// the cluster's CA, and returns its files (for identities other than the
-// administrator).
+// IssueClientCert returns a client certificate of the cluster's CA for
+// name with common name cn, made on the first call for name and the same
+// files afterwards. A caller that rewrote the files on every call would
+// rotate the certificate under clients that watch them: client-go reloads
+// a kubeconfig's certificate files and closes every connection when they
+// change, failing the requests in flight.
 func (c *Cluster) IssueClientCert(name, cn string) (cert, key string, err error) {
-	return devcerts.IssueClient(c.tls.ca, filepath.Join(c.tls.dir, "clients"), name, cn)
+	c.tls.issueMu.Lock()
+	defer c.tls.issueMu.Unlock()
+	if f, ok := c.tls.issued[name]; ok {
+		return f[0], f[1], nil
+	}
+	cert, key, err = devcerts.IssueClient(c.tls.ca, filepath.Join(c.tls.dir, "clients"), name, cn)
+	if err != nil {
+		return "", "", err
+	}
+	if c.tls.issued == nil {
+		c.tls.issued = map[string][2]string{}
+	}
+	c.tls.issued[name] = [2]string{cert, key}
+	return cert, key, nil
 }
 
 // ClientTLS returns a client TLS configuration trusting the cluster's CA
