@@ -123,8 +123,8 @@ func (s *State) Restore(tx *bolt.Tx) error {
 // RBAC is the RBAC store: its View answers authorization questions.
 func (s *State) RBAC() *rbac.Store { return s.rbac }
 
-// Committed implements raftstore.Committer: the changes applied up to
-// index are durable; publish them.
+// Committed implements raftstore.Committer: every entry up to index is
+// applied (durable in the raft log; a crash replays it); publish them.
 func (s *State) Committed(index uint64) {
 	s.mu.Lock()
 	for id, e := range s.pending {
