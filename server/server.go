@@ -166,11 +166,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	// Admission runs first, so a refused request costs nothing further;
 	// the peer transport's grpc.Server above has none of this (overload.go).
 	s.admission = newAdmission(cfg.MaxInflight, cfg.OverloadRetryAfter, s.metrics.rejected)
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append(clientServerTuning(), // grpc_tuning.go
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		grpc.ChainUnaryInterceptor(s.admission.unaryInterceptor, s.metrics.unaryInterceptor, s.deadlineInterceptor),
 		grpc.ChainStreamInterceptor(s.admission.streamInterceptor),
-	)
+	)...)
 	s.rbac = newRBACService(s)
 	tokenstorev1.RegisterAuthServiceServer(s.grpc, &authService{s: s})
 	tokenstorev1.RegisterRBACServiceServer(s.grpc, s.rbac)
