@@ -84,23 +84,35 @@ func (e *entry) userInfo() *tokenstorev1.UserInfo {
 
 // groupTable interns group lists: a million tokens of a few teams hold a
 // few lists. Used on the apply loop only (Apply, Restore), so unlocked.
-type groupTable map[string]*[]string
+type groupTable struct {
+	lists map[string]*[]string
+	// last is the list interned last: consecutive tokens (a restore, an
+	// import) mostly share it, and it is found without building a key.
+	last *[]string
+}
+
+func newGroupTable() *groupTable { return &groupTable{lists: map[string]*[]string{}} }
 
 // intern returns the shared copy of groups (nil for none), reusing prev's
 // when it is the same list (most updates leave the user alone).
-func (t groupTable) intern(groups []string, prev *entry) *[]string {
+func (t *groupTable) intern(groups []string, prev *entry) *[]string {
 	if len(groups) == 0 {
 		return nil
 	}
 	if prev != nil && prev.groups != nil && slices.Equal(*prev.groups, groups) {
 		return prev.groups
 	}
+	if t.last != nil && slices.Equal(*t.last, groups) {
+		return t.last
+	}
 	key := strings.Join(groups, "\x00")
-	if g, ok := t[key]; ok && slices.Equal(*g, groups) {
+	if g, ok := t.lists[key]; ok && slices.Equal(*g, groups) {
+		t.last = g
 		return g
 	}
 	g := slices.Clip(slices.Clone(groups))
-	t[key] = &g
+	t.lists[key] = &g
+	t.last = &g
 	return &g
 }
 
@@ -120,7 +132,7 @@ type foreignHash struct {
 	verified atomic.Pointer[[sha256.Size]byte]
 }
 
-func newEntry(r *raftstorev1.TokenRecord, prev *entry, groups groupTable) *entry {
+func newEntry(r *raftstorev1.TokenRecord, prev *entry, groups *groupTable) *entry {
 	u := r.GetUser()
 	e := &entry{
 		username: u.GetUsername(),

@@ -57,7 +57,7 @@ type State struct {
 	rev uint64
 	// pending and groups are only touched on the apply loop.
 	pending map[string]*entry
-	groups  groupTable
+	groups  *groupTable
 
 	// slow bounds the slow (scrypt) verifications running at once to the
 	// CPUs: a burst of them must not take every core from the fast path.
@@ -70,7 +70,7 @@ type State struct {
 
 // New returns an empty State; raftstore calls Init and Restore on it.
 func New() *State {
-	return &State{tokens: map[string]*entry{}, pending: map[string]*entry{}, groups: groupTable{}, slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))), rbac: rbac.NewStore()}
+	return &State{tokens: map[string]*entry{}, pending: map[string]*entry{}, groups: newGroupTable(), slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))), rbac: rbac.NewStore()}
 }
 
 // Init implements raftstore.StateMachine.
@@ -103,7 +103,7 @@ func (s *State) Init(tx *bolt.Tx) error {
 // Restore implements raftstore.StateMachine.
 func (s *State) Restore(tx *bolt.Tx) error {
 	tokens := map[string]*entry{}
-	s.groups = groupTable{} // only the lists of the tokens restored stay
+	s.groups = newGroupTable() // only the lists of the tokens restored stay
 	err := tx.Bucket(tokensBucket).ForEach(func(k, v []byte) error {
 		r := &raftstorev1.TokenRecord{}
 		if err := proto.Unmarshal(v, r); err != nil {
