@@ -22,13 +22,15 @@ type appliedResult struct {
 	result    Result
 }
 
-// apply applies committed entries in one state database transaction and
-// records the last one as applied in that same transaction, so a crash
-// neither loses nor repeats an entry. Entries at or below the applied index
-// (replayed after a restart or covered by an installed snapshot) change
-// nothing in the database, but their configuration changes are still handed
-// to raft, which rebuilds its configuration from the log.
-func (n *Node) apply(ents []*raftpb.Entry) error {
+// apply applies committed entries into the state database's batch
+// transaction and records the last one as applied in that same
+// transaction, so whenever the batch commits, the applied index it makes
+// durable matches exactly the entries it holds (batch.go: a crash loses
+// only entries raft.db still holds and replays). Entries at or below the
+// applied index (replayed after a restart or covered by an installed
+// snapshot) change nothing in the database, but their configuration changes
+// are still handed to raft, which rebuilds its configuration from the log.
+func (n *Node) apply(ents []*raftpb.Entry) (err error) {
 	if len(ents) == 0 {
 		return nil
 	}
@@ -41,12 +43,18 @@ func (n *Node) apply(ents []*raftpb.Entry) error {
 		fresh      int // entries not applied before
 	)
 	n.stateMu.RLock()
-	tx, err := n.state.db.Begin(true)
+	st := n.state
 	n.stateMu.RUnlock()
+	tx, err := st.begin()
 	if err != nil {
-		return fmt.Errorf("begin apply transaction: %w", err)
+		return fmt.Errorf("apply entries from %d: %w", ents[0].GetIndex(), err)
 	}
-	defer tx.Rollback()
+	done := false
+	defer func() {
+		if !done {
+			st.abort(err)
+		}
+	}()
 
 	for _, e := range ents {
 		skip := e.GetIndex() <= applied
@@ -100,14 +108,15 @@ func (n *Node) apply(ents []*raftpb.Entry) error {
 		}
 	}
 	if last == 0 { // everything was a replay
+		done = true
+		st.applied(0, 0)
 		return nil
 	}
-	if err := writeApplied(tx, last, term, n.confState); err != nil {
+	if err = writeApplied(tx, last, term, n.confState); err != nil {
 		return fmt.Errorf("record applied index %d: %w", last, err)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit entries up to %d: %w", last, err)
-	}
+	done = true
+	st.applied(last, fresh)
 	if c, ok := n.sm.(Committer); ok {
 		c.Committed(last)
 	}

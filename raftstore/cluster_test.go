@@ -124,6 +124,9 @@ type cluster struct {
 	cid     uint64
 	net     *network
 	snapN   uint64
+	// batch, when set, is the state database's BatchInterval (and
+	// BatchEntries is made large), so applied entries stay uncommitted.
+	batch time.Duration
 }
 
 func newCluster(t *testing.T, n int, snapshotCount uint64) *cluster {
@@ -171,7 +174,7 @@ func (c *cluster) start(m *member) {
 	node, err := raftstore.Open(raftstore.Config{
 		Name: m.name, ID: m.id, ClusterID: c.cid, DataDir: m.dir, InitialCluster: c.initial,
 		PeerAddress: m.addr, TickInterval: 20 * time.Millisecond, SnapshotCount: c.snapN, CatchUpEntries: 5,
-		MaxStaleness: 2 * time.Second,
+		MaxStaleness: 2 * time.Second, BatchInterval: c.batch, BatchEntries: batchEntries(c.batch),
 		StateMachine: m.sm, Transport: &faulty{Transport: tr, self: m.id, net: c.net}, Logger: logger,
 	})
 	if err != nil {

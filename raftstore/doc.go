@@ -10,7 +10,8 @@
 //	state.db     the state machine's buckets plus the applied index, term and
 //	             configuration (statedb.go).
 //
-// Both databases carry a format version; a binary refuses a newer format and
+// raft.db is fsynced for every Ready; state.db in batches (see Apply
+// invariants). Both databases carry a format version; a binary refuses a newer format and
 // reads every older one.
 //
 // # Durability order (raft's contract, go.etcd.io/raft doc.go)
@@ -24,14 +25,24 @@
 //
 // # Apply invariants
 //
-// All committed entries of one Ready are applied in one state.db transaction
-// that also records the last applied index, term and configuration; a crash
-// therefore neither loses nor repeats an entry. Entries at or below the
-// recorded index are not applied again (after a restart raft replays from
-// its snapshot), but configuration changes among them are still handed to
-// raft, which rebuilds its configuration from the log. StateMachine.Apply
-// must be deterministic; an Apply error stops the member rather than let it
-// diverge.
+// Committed entries are applied into the state database's batch: one
+// long-lived write transaction that also records the last applied index,
+// term and configuration, and is committed with fsync every BatchInterval
+// (100 ms) or BatchEntries (10,000) entries, before a snapshot, before a
+// read of the database and on a clean stop (batch.go, like etcd's backend).
+// Per Ready only raft.db is fsynced. The applied index durable in state.db
+// is the replay point: raft.db is compacted only behind a snapshot taken
+// right after a batch commit, so it holds every entry after that index, and
+// after a crash those entries are applied again, in order, to a state
+// machine restored from the same database, giving the same state. Entries
+// at or below the recorded index are not applied again (after a restart
+// raft replays from its snapshot), but configuration changes among them are
+// still handed to raft, which rebuilds its configuration from the log.
+// bbolt's NoSync commits are not used: they are not safe against power
+// loss however often a synced commit follows (batch.go says why); an
+// uncommitted transaction writes nothing to the file.
+// StateMachine.Apply must be deterministic; an Apply error stops the member
+// rather than let it diverge, and drops the whole open batch.
 //
 // # Proposals
 //

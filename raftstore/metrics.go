@@ -32,10 +32,16 @@ type Metrics struct {
 	// (replays after a restart not included).
 	EntriesApplied atomic.Uint64
 	// ApplyDuration is the time to apply one batch of committed entries
-	// (one state database transaction, fsync included), in seconds. Apply
-	// runs on the raft loop, so this is also the delay it adds between an
-	// entry being committed and being visible to reads.
+	// into the state database's open transaction, in seconds (no fsync:
+	// see StateCommitDuration). Apply runs on the raft loop, so this is
+	// also the delay it adds between an entry being committed and being
+	// visible to reads.
 	ApplyDuration Histogram
+	// StateCommits counts commits (with fsync) of the state database's
+	// batch transaction (batch.go); StateCommitDuration is their duration
+	// in seconds.
+	StateCommits        atomic.Uint64
+	StateCommitDuration Histogram
 	// SnapshotsTaken counts local snapshots (log compactions).
 	SnapshotsTaken atomic.Uint64
 	// SnapshotSends counts snapshot transfers this member started to a

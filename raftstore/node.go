@@ -261,6 +261,7 @@ func (n *Node) openState(path, installAs string) error {
 			if err != nil {
 				return err
 			}
+			st.opened(as.GetIndex())
 			n.applied.Store(as.GetIndex())
 			n.appliedTerm.Store(as.GetTerm())
 			n.confState = cs
@@ -281,7 +282,8 @@ func (n *Node) openState(path, installAs string) error {
 	defer n.stateMu.Unlock()
 	if installAs != "" {
 		if n.state != nil {
-			if err := n.state.Close(); err != nil {
+			// Replaced by a newer snapshot: its open batch is superseded.
+			if err := n.state.discard(); err != nil {
 				st.Close()
 				return fmt.Errorf("close replaced state database: %w", err)
 			}
@@ -307,7 +309,9 @@ func (n *Node) publishConfState() {
 
 func (n *Node) members() ([]*raftstorev1.Member, error) {
 	var out []*raftstorev1.Member
-	err := n.view(func(tx *bolt.Tx) error {
+	n.stateMu.RLock()
+	defer n.stateMu.RUnlock()
+	err := n.state.peek(func(tx *bolt.Tx) error {
 		var err error
 		out, err = readMembers(tx)
 		return err
@@ -315,10 +319,15 @@ func (n *Node) members() ([]*raftstorev1.Member, error) {
 	return out, err
 }
 
-// view runs fn in a read transaction on the current state database.
+// view runs fn in a read transaction on the current state database, after
+// committing the open batch, so fn sees everything applied so far (a
+// proposer reads its own write) and a revision that matches its data.
 func (n *Node) view(fn func(tx *bolt.Tx) error) error {
 	n.stateMu.RLock()
 	defer n.stateMu.RUnlock()
+	if _, err := n.state.commit(); err != nil {
+		return err
+	}
 	return n.state.db.View(fn)
 }
 
@@ -340,12 +349,19 @@ func (n *Node) run() {
 	defer n.wg.Done()
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
+	// Commits an idle batch; a busy one is committed after an apply.
+	commits := time.NewTicker(n.cfg.BatchInterval)
+	defer commits.Stop()
 	isLeader := false
 	var lastLeader uint64 // the last leader known, kept while none is
 	for {
 		select {
 		case <-ticker.C:
 			n.raft.Tick()
+		case <-commits.C:
+			if err := n.maybeCommitState(); err != nil {
+				return
+			}
 		case rd := <-n.raft.Ready():
 			if rd.SoftState != nil {
 				isLeader = rd.RaftState == raft.StateLeader
@@ -377,6 +393,9 @@ func (n *Node) run() {
 			n.reads.deliver(rd.ReadStates)
 			if err := n.apply(rd.CommittedEntries); err != nil {
 				n.fail(err)
+				return
+			}
+			if err := n.maybeCommitState(); err != nil {
 				return
 			}
 			if err := n.maybeSnapshot(); err != nil {

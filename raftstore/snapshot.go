@@ -41,7 +41,11 @@ func removeIncomingSnapshots(dir string) {
 // OpenSnapshot implements Handler.
 func (n *Node) OpenSnapshot(m *raftpb.Message) (*SnapshotStream, error) {
 	n.stateMu.RLock()
-	tx, err := n.state.db.Begin(false)
+	_, err := n.state.commit() // send everything applied
+	var tx *bolt.Tx
+	if err == nil {
+		tx, err = n.state.db.Begin(false)
+	}
 	n.stateMu.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot transaction: %w", err)
@@ -134,6 +138,11 @@ func (n *Node) maybeSnapshot() error {
 	if err != nil || applied > last {
 		return nil // the log has not caught up with an installed database yet
 	}
+	// The log is compacted behind the snapshot: the state database must
+	// hold every entry up to it durably first (batch.go).
+	if err := n.commitState(); err != nil {
+		return err
+	}
 	snap, err := n.mem.CreateSnapshot(applied, n.confState, nil)
 	if err != nil {
 		return fmt.Errorf("create snapshot at %d: %w", applied, err)
@@ -161,7 +170,11 @@ func (n *Node) maybeSnapshot() error {
 // with those before any byte is written, so a stream can send them first.
 func (n *Node) SaveSnapshot(w io.Writer, fn func(revision uint64, size int64) error) error {
 	n.stateMu.RLock()
-	tx, err := n.state.db.Begin(false)
+	_, err := n.state.commit() // save everything applied
+	var tx *bolt.Tx
+	if err == nil {
+		tx, err = n.state.db.Begin(false)
+	}
 	n.stateMu.RUnlock()
 	if err != nil {
 		return fmt.Errorf("open snapshot transaction: %w", err)

@@ -35,8 +35,9 @@ const stateFormatVersion = 1
 // state. Writes happen only on the apply loop; snapshot reads happen on
 // transport goroutines through bbolt read transactions.
 type stateDB struct {
-	path string
-	db   *bolt.DB
+	path  string
+	db    *bolt.DB
+	batch batch // the open write transaction of apply (batch.go)
 }
 
 func openStateDB(path string) (*stateDB, error) {
@@ -64,7 +65,21 @@ func openStateDB(path string) (*stateDB, error) {
 	return &stateDB{path: path, db: db}, nil
 }
 
-func (s *stateDB) Close() error { return s.db.Close() }
+// Close commits the open batch (a clean stop leaves nothing to replay) and
+// closes the database. After a failed apply the batch is already gone and
+// only the close happens.
+func (s *stateDB) Close() error {
+	_, err := s.commit()
+	return errors.Join(err, s.db.Close())
+}
+
+// discard drops the open batch and closes the database: for a database
+// replaced by a newer snapshot from the leader (everything in the batch is
+// at or below the snapshot's index) and for tests that simulate a crash.
+func (s *stateDB) discard() error {
+	s.rollback()
+	return s.db.Close()
+}
 
 // readApplied returns the applied state recorded in tx (zero for a new
 // database).

@@ -40,9 +40,11 @@ type StateMachine interface {
 
 // Committer is implemented by a StateMachine whose in-memory state is
 // published in steps: Committed(index) is called, on the apply loop, once
-// the transaction holding every entry up to index has committed (and after
-// Restore, with the restored index), before the node reports index as
-// applied. A state machine publishes its staged changes there and can stamp
+// every entry up to index is applied to the state database's open batch
+// transaction (and after Restore, with the restored index), before the node
+// reports index as applied. The batch may commit later: the entries are
+// durable in the raft log, and after a crash the node restores the state
+// machine from the database and applies them again. A state machine publishes its staged changes there and can stamp
 // answers with exactly the revision they were computed at.
 type Committer interface {
 	Committed(index uint64)

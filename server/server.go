@@ -191,7 +191,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	// the peer transport's grpc.Server above has none of this (overload.go).
 	s.admission = newAdmission(cfg.MaxInflight, cfg.OverloadRetryAfter, s.metrics.rejected)
 	// Authorization (authz.go) comes right after admission.
-	s.grpc = grpc.NewServer(append(sec.clientServerOption(),
+	s.grpc = grpc.NewServer(append(append(clientServerTuning(), sec.clientServerOption()...), // grpc_tuning.go
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes), grpc.MaxSendMsgSize(MaxResponseBytes), // limits.go
 		grpc.ChainUnaryInterceptor(s.admission.unaryInterceptor, s.authzUnaryInterceptor, s.metrics.unaryInterceptor, s.deadlineInterceptor),
 		grpc.ChainStreamInterceptor(s.admission.streamInterceptor, s.authzStreamInterceptor),

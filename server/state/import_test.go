@@ -244,7 +244,7 @@ func BenchmarkAuthenticateImported(b *testing.B) {
 				b.Fatal(err)
 			}
 			id := "kubeconfig-u-" + strings.ReplaceAll(f.String(), "-", "")
-			s.tokens[id] = newEntry(&raftstorev1.TokenRecord{Id: id, RancherHash: h, User: &raftstorev1.User{Username: "u"}}, nil)
+			s.tokens[id] = newEntry(&raftstorev1.TokenRecord{Id: id, RancherHash: h, User: &raftstorev1.User{Username: "u"}}, nil, newGroupTable())
 			bearer := token.Bearer(id, rancherSecret)
 			now := time.Now()
 			if d := s.Authenticate(bearer, now); !d.Authenticated {

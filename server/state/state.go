@@ -56,8 +56,9 @@ type State struct {
 	// pending during Apply are published with it in Committed, so an
 	// answer's revision always matches the state it was computed from.
 	rev uint64
-	// pending is only touched on the apply loop.
+	// pending and groups are only touched on the apply loop.
 	pending map[string]*entry
+	groups  *groupTable
 
 	// slow bounds the slow (scrypt) verifications running at once to the
 	// CPUs: a burst of them must not take every core from the fast path.
@@ -72,7 +73,7 @@ type State struct {
 
 // New returns an empty State; raftstore calls Init and Restore on it.
 func New() *State {
-	return &State{tokens: map[string]*entry{}, pending: map[string]*entry{}, slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))), rbac: rbac.NewStore(), oidc: oidc.NewStore()}
+	return &State{tokens: map[string]*entry{}, pending: map[string]*entry{}, groups: newGroupTable(), slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))), rbac: rbac.NewStore(), oidc: oidc.NewStore()}
 }
 
 // Init implements raftstore.StateMachine.
@@ -108,12 +109,13 @@ func (s *State) Init(tx *bolt.Tx) error {
 // Restore implements raftstore.StateMachine.
 func (s *State) Restore(tx *bolt.Tx) error {
 	tokens := map[string]*entry{}
+	s.groups = newGroupTable() // only the lists of the tokens restored stay
 	err := tx.Bucket(tokensBucket).ForEach(func(k, v []byte) error {
 		r := &raftstorev1.TokenRecord{}
 		if err := proto.Unmarshal(v, r); err != nil {
 			return fmt.Errorf("decode token %q: %w", k, err)
 		}
-		tokens[r.GetId()] = newEntry(r, nil)
+		tokens[r.GetId()] = newEntry(r, nil, s.groups)
 		return nil
 	})
 	if err != nil {
@@ -132,8 +134,8 @@ func (s *State) Restore(tx *bolt.Tx) error {
 // RBAC is the RBAC store: its View answers authorization questions.
 func (s *State) RBAC() *rbac.Store { return s.rbac }
 
-// Committed implements raftstore.Committer: the changes applied up to
-// index are durable; publish them.
+// Committed implements raftstore.Committer: every entry up to index is
+// applied (durable in the raft log; a crash replays it); publish them.
 func (s *State) Committed(index uint64) {
 	s.mu.Lock()
 	for id, e := range s.pending {
@@ -225,7 +227,7 @@ func (s *State) putRecord(b *bolt.Bucket, r *raftstorev1.TokenRecord) error {
 	if err := b.Put([]byte(r.GetId()), v); err != nil {
 		return fmt.Errorf("store token %q: %w", r.GetId(), err)
 	}
-	s.pending[r.GetId()] = newEntry(r, s.current(r.GetId()))
+	s.pending[r.GetId()] = newEntry(r, s.current(r.GetId()), s.groups)
 	return nil
 }
 

@@ -9,6 +9,7 @@
 //
 //	go run ./cmd/indexmem -tokens 1000000 -memprofile /tmp/index.prof
 //	go tool pprof -sample_index=inuse_space -top /tmp/index.prof
+//	go run ./cmd/indexmem -tokens 1000000 -restore   # also time Restore
 package main
 
 import (
@@ -31,8 +32,9 @@ import (
 func main() {
 	n := flag.Int("tokens", 1_000_000, "tokens to create")
 	prof := flag.String("memprofile", "", "write a heap profile here")
+	restore := flag.Bool("restore", false, "also time rebuilding the index from state.db (what a restarting member does)")
 	flag.Parse()
-	if err := run(*n, *prof); err != nil {
+	if err := run(*n, *prof, *restore); err != nil {
 		fmt.Fprintln(os.Stderr, "indexmem:", err)
 		os.Exit(1)
 	}
@@ -65,7 +67,7 @@ func heap() uint64 {
 	return m.HeapAlloc
 }
 
-func run(n int, prof string) error {
+func run(n int, prof string, restore bool) error {
 	dir, err := os.MkdirTemp("", "indexmem-")
 	if err != nil {
 		return err
@@ -105,6 +107,14 @@ func run(n int, prof string) error {
 	after := heap()
 	fmt.Printf("tokens %d: live heap %.1f MiB for the index, %.0f bytes per token (GOGC=100 lets the heap grow to about twice the live data)\n",
 		s.TokenCount(), float64(after-before)/(1<<20), float64(after-before)/float64(n))
+	if restore {
+		r := state.New()
+		start := time.Now()
+		if err := db.View(r.Restore); err != nil {
+			return err
+		}
+		fmt.Printf("restore: index of %d tokens rebuilt from state.db in %v\n", r.TokenCount(), time.Since(start).Round(time.Millisecond))
+	}
 	if prof != "" {
 		f, err := os.Create(prof)
 		if err != nil {

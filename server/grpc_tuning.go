@@ -1,0 +1,22 @@
+package server
+
+import (
+	"runtime"
+
+	"google.golang.org/grpc"
+)
+
+// clientServerTuning are the client gRPC server's performance options.
+//
+// Stream workers: without them grpc-go starts a goroutine per request,
+// whose stack starts small and grows (morestack, copystack) while the
+// request is decoded, answered and encoded; under read load that was 10 to
+// 15% of a follower's CPU (docs/BENCHMARKS.md). A fixed pool of workers
+// keeps stacks that have already grown. A request that finds every worker
+// busy still gets its own goroutine at once (grpc-go never queues it), so
+// a handler that waits (a linearizable read) delays no other request.
+func clientServerTuning() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))),
+	}
+}
