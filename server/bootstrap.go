@@ -149,6 +149,8 @@ func (s *Server) discover(ctx context.Context, disc *discovery.Discovery) (plan,
 				}
 				s.log.Warn("joining the cluster found through gossip failed; retrying", "err", err)
 			}
+		case s.cfg.BootstrapExpect > 0 && len(fresh) >= s.cfg.BootstrapExpect && s.cfg.TestBootstrapLate:
+			// Test hook: wait for the peers' cluster (handled above).
 		case s.cfg.BootstrapExpect > 0 && len(fresh) >= s.cfg.BootstrapExpect:
 			if p, ok := s.bootstrapPlan(fresh); ok {
 				return p, nil

@@ -46,6 +46,10 @@ type Config struct {
 	TimeSource          string
 	MaxClockCorrection  time.Duration
 	TestClockOffset     time.Duration
+	// TestBootstrapLate (test only) makes a --bootstrap-expect member hold
+	// its bootstrap decision until gossip shows the cluster its peers
+	// formed without it: the slow-founding-member race, made certain.
+	TestBootstrapLate   bool
 	ShutdownDelay       time.Duration
 	SnapshotCount       uint64
 	CatchUpEntries      uint64
@@ -88,6 +92,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.MaxClockCorrection, "max-clock-correction", DefaultMaxClockCorrection, "largest clock offset to the leader that is corrected; a larger one is not applied, logged as an error and raises tokenstore_clock_correction_refused")
 	fs.DurationVar(&c.TestClockOffset, "test-clock-offset", 0, "TEST ONLY: shift this member's clock by this much (e.g. -2m) to simulate a skewed host")
 	_ = fs.MarkHidden("test-clock-offset")
+	fs.BoolVar(&c.TestBootstrapLate, "test-bootstrap-late", false, "TEST ONLY: with --bootstrap-expect, decide to bootstrap only after gossip shows the cluster the other founding members formed")
+	_ = fs.MarkHidden("test-bootstrap-late")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep answering requests this long after readiness turns false and leadership is handed over, so load balancers stop sending new ones before the listeners close (a few seconds behind a Kubernetes Service)")
 	fs.Uint64Var(&c.SnapshotCount, "snapshot-count", 10000, "applied entries between snapshots (the log is compacted behind each)")
 	fs.Uint64Var(&c.CatchUpEntries, "catch-up-entries", 5000, "entries kept in the log behind each snapshot, so a slightly lagging follower catches up from the log rather than a snapshot")
