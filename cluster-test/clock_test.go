@@ -182,25 +182,7 @@ func allEqual(got map[string]bool, want bool) bool {
 func TestClusterTimeSkewedMemberDecidesLikeTheOthers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := harness.New(bin, t.TempDir(), harness.Options{Size: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	useCluster(t, c)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(c.LogTails(40))
-		}
-		c.Stop()
-	})
-	skewed := c.Members[2]
-	skewed.Flags = []string{"--test-clock-offset=" + (-skew).String()}
-	if err := c.StartAll(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c, skewed := startSkewedCluster(ctx, t)
 
 	st := waitOffsets(ctx, t, c, skewed, c.Members[0])
 	if s := st[skewed.Name].Clock; !s.Applied || s.Refused || s.TimeSource != "cluster" {
@@ -310,4 +292,30 @@ func checkOffsetColumn(t *testing.T, table, member string, want time.Duration) {
 		return
 	}
 	t.Fatalf("no row for %s in tokenctl status:\n%s", member, table)
+}
+
+// startSkewedCluster starts three members, the third with its clock skew
+// slow (--test-clock-offset), and waits until all are ready.
+func startSkewedCluster(ctx context.Context, t *testing.T) (*harness.Cluster, *harness.Member) {
+	t.Helper()
+	c, err := harness.New(bin, t.TempDir(), harness.Options{Size: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	useCluster(t, c)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(c.LogTails(40))
+		}
+		c.Stop()
+	})
+	skewed := c.Members[2]
+	skewed.Flags = []string{"--test-clock-offset=" + (-skew).String()}
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c, skewed
 }

@@ -39,25 +39,7 @@ func jwtDecisions(ctx context.Context, t *testing.T, c *harness.Cluster, reviews
 func TestOIDCClusterTimeSkewedMember(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := harness.New(bin, t.TempDir(), harness.Options{Size: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	useCluster(t, c)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(c.LogTails(40))
-		}
-		c.Stop()
-	})
-	skewed := c.Members[2]
-	skewed.Flags = []string{"--test-clock-offset=" + (-skew).String()}
-	if err := c.StartAll(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c, skewed := startSkewedCluster(ctx, t)
 	st := waitOffsets(ctx, t, c, skewed, c.Members[0])
 	if s := st[skewed.Name].Clock; !s.Applied || s.TimeSource != "cluster" {
 		t.Fatalf("skewed member's clock %+v: want the offset applied with cluster time", *s)

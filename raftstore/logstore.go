@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/tokenstore/tokenstore/internal/layout"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -21,7 +22,6 @@ import (
 var (
 	logMetaBucket    = []byte("meta")
 	logEntriesBucket = []byte("entries")
-	keyVersion       = []byte("version")
 	keyHardState     = []byte("hardstate")
 	keySnapshot      = []byte("snapshot")
 )
@@ -62,31 +62,13 @@ func openLogStore(path string) (*logStore, error) {
 		if _, err := tx.CreateBucketIfNotExists(logEntriesBucket); err != nil {
 			return err
 		}
-		return checkVersion(meta, logFormatVersion, "raft log")
+		return layout.CheckVersion(meta, logFormatVersion, "raft log")
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open raft log %s: %w", path, err)
 	}
 	return &logStore{db: db}, nil
-}
-
-// checkVersion stamps a new database with version want and refuses one
-// written by a newer binary with a layout this one does not know.
-func checkVersion(meta *bolt.Bucket, want uint32, what string) error {
-	v := meta.Get(keyVersion)
-	if v == nil {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], want)
-		return meta.Put(keyVersion, b[:])
-	}
-	if len(v) != 4 {
-		return fmt.Errorf("%s: corrupt format version %x", what, v)
-	}
-	if got := binary.BigEndian.Uint32(v); got > want {
-		return fmt.Errorf("%s: format version %d is newer than this binary supports (%d); upgrade tokenstore", what, got, want)
-	}
-	return nil
 }
 
 func (s *logStore) Close() error { return s.db.Close() }

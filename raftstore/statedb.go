@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/tokenstore/tokenstore/internal/layout"
 	"io"
 	"os"
 	"time"
@@ -56,7 +57,7 @@ func openStateDB(path string) (*stateDB, error) {
 		if _, err := tx.CreateBucketIfNotExists(stateMembersBucket); err != nil {
 			return err
 		}
-		return checkVersion(meta, stateFormatVersion, "state database")
+		return layout.CheckVersion(meta, stateFormatVersion, "state database")
 	})
 	if err != nil {
 		db.Close()

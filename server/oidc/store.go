@@ -2,9 +2,9 @@ package oidc
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/tokenstore/tokenstore/internal/layout"
 	"slices"
 	"sync/atomic"
 
@@ -137,19 +137,7 @@ func (s *Store) Init(tx *bolt.Tx) error {
 	if _, err := tx.CreateBucketIfNotExists(issuersBucket); err != nil {
 		return fmt.Errorf("create bucket %s: %w", issuersBucket, err)
 	}
-	v := meta.Get(keyVersion)
-	if v == nil {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], FormatVersion)
-		return meta.Put(keyVersion, b[:])
-	}
-	if len(v) != 4 {
-		return fmt.Errorf("corrupt OIDC format version %x", v)
-	}
-	if got := binary.BigEndian.Uint32(v); got > FormatVersion {
-		return fmt.Errorf("OIDC format version %d is newer than this binary supports (%d); upgrade tokenstore", got, FormatVersion)
-	}
-	return nil
+	return layout.CheckVersion(meta, FormatVersion, "OIDC")
 }
 
 // Restore rebuilds the issuers from the state database. A database

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/tokenstore/tokenstore/internal/layout"
 	"slices"
 	"sync/atomic"
 
@@ -20,7 +21,6 @@ const FormatVersion = 1
 var (
 	metaBucket    = []byte("rbac")
 	objectsBucket = []byte("rbac_objects")
-	keyVersion    = []byte("version")
 	keyRevision   = []byte("revision")
 )
 
@@ -148,19 +148,7 @@ func (s *Store) Init(tx *bolt.Tx) error {
 	if _, err := tx.CreateBucketIfNotExists(objectsBucket); err != nil {
 		return fmt.Errorf("create bucket %s: %w", objectsBucket, err)
 	}
-	v := meta.Get(keyVersion)
-	if v == nil {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], FormatVersion)
-		return meta.Put(keyVersion, b[:])
-	}
-	if len(v) != 4 {
-		return fmt.Errorf("corrupt RBAC format version %x", v)
-	}
-	if got := binary.BigEndian.Uint32(v); got > FormatVersion {
-		return fmt.Errorf("RBAC format version %d is newer than this binary supports (%d); upgrade tokenstore", got, FormatVersion)
-	}
-	return nil
+	return layout.CheckVersion(meta, FormatVersion, "RBAC")
 }
 
 // Restore rebuilds the snapshot from the state database.

@@ -1,9 +1,9 @@
 package state
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/tokenstore/tokenstore/internal/layout"
 	"runtime"
 	"sync"
 
@@ -21,7 +21,6 @@ const FormatVersion = 1
 var (
 	metaBucket   = []byte("tokenstore")
 	tokensBucket = []byte("tokens")
-	keyVersion   = []byte("version")
 )
 
 // Refusals returned in Outcome.Err; the same on every member.
@@ -91,19 +90,7 @@ func (s *State) Init(tx *bolt.Tx) error {
 	if err := s.oidc.Init(tx); err != nil {
 		return err
 	}
-	v := meta.Get(keyVersion)
-	if v == nil {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], FormatVersion)
-		return meta.Put(keyVersion, b[:])
-	}
-	if len(v) != 4 {
-		return fmt.Errorf("corrupt state format version %x", v)
-	}
-	if got := binary.BigEndian.Uint32(v); got > FormatVersion {
-		return fmt.Errorf("state format version %d is newer than this binary supports (%d); upgrade tokenstore", got, FormatVersion)
-	}
-	return nil
+	return layout.CheckVersion(meta, FormatVersion, "state")
 }
 
 // Restore implements raftstore.StateMachine.
