@@ -120,7 +120,7 @@ func (s *Server) identify(cert *x509.Certificate, authorization string) (caller,
 	if !ok {
 		return c, status.Error(codes.Unauthenticated, "authorization: want \"Bearer <token>\"")
 	}
-	d := s.state.Authenticate(strings.TrimSpace(bearer), time.Now())
+	d := s.state.Authenticate(strings.TrimSpace(bearer), s.clock.Now()) // cluster time, as for every token check
 	if d.Busy {
 		return c, status.Error(codes.Unavailable, "caller's token: verification capacity exhausted, retry")
 	}
