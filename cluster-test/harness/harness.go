@@ -121,6 +121,11 @@ type Options struct {
 // so that no outgoing connection takes a member's port while the member is
 // down between a kill and its restart.
 func freePorts(n int) ([]string, error) {
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[string]bool{}
+	}
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
@@ -142,9 +147,22 @@ func freePorts(n int) ([]string, error) {
 			return nil, err
 		}
 		ls = append(ls, l)
+		if handedOut.ports[l.Addr().String()] {
+			continue // free now, but another member of this process has it
+		}
+		handedOut.ports[l.Addr().String()] = true
 		out = append(out, l.Addr().String())
 	}
 	return out, nil
+}
+
+// handedOut is every port freePorts returned in this process. A port is
+// released before its process binds it, so without this record two
+// members (of one cluster or of clusters a test runs one after another)
+// could be given the same port and one would fail to listen.
+var handedOut struct {
+	mu    sync.Mutex
+	ports map[string]bool
 }
 
 // ephemeralLow is the first port of the kernel's ephemeral range, or 0.
