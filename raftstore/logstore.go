@@ -1,124 +1,142 @@
 package raftstore
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"github.com/tokenstore/tokenstore/internal/layout"
-	"time"
+	"log/slog"
+	"os"
+	"path/filepath"
 
-	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/tokenstore/tokenstore/raftstore/wal"
 )
 
-// Layout of the raft log database (raft.db). Version 1:
-//
-//	meta/version   -> uint32 big endian (logFormatVersion)
-//	meta/hardstate -> raftpb.HardState
-//	meta/snapshot  -> raftpb.Snapshot (metadata only; Data is empty)
-//	entries/<index as uint64 big endian> -> raftpb.Entry
-var (
-	logMetaBucket    = []byte("meta")
-	logEntriesBucket = []byte("entries")
-	keyHardState     = []byte("hardstate")
-	keySnapshot      = []byte("snapshot")
+// walDir is the raft log (format 2, package wal) inside a data directory;
+// walTmpDir is where a migration from raft.db builds it.
+const (
+	walDir    = "wal"
+	walTmpDir = "wal.tmp"
 )
 
-// logFormatVersion is the raft.db layout version this binary writes. Newer
-// binaries must keep reading every older version.
-const logFormatVersion = 1
-
-// logStore keeps raft's durable state in bbolt: entries, hard state and the
-// metadata of the latest snapshot. Every Save is one fsynced transaction, so
-// when it returns the state survives a crash; raft's contract requires that
-// before any message depending on it is sent.
-//
-// The freelist is not written on commit (bbolt's NoFreelistSync, as etcd's
-// backend): fewer pages per fsynced Ready; bbolt rebuilds it by scanning
-// the file on open, which is quick for a log kept short by compaction. The
-// file format is unchanged: binaries with either setting open it.
-//
-// logStore is used only from the node's raft loop; it is not safe for
-// concurrent use.
+// logStore is raft's durable state for the node: a thin adapter over the
+// WAL (raftstore/wal), which states the format and crash guarantees. Every
+// save is one write and one fdatasync. Used only from the raft loop.
 type logStore struct {
-	db *bolt.DB
+	w *wal.WAL
 }
 
-func openLogStore(path string) (*logStore, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true})
-	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("open raft log %s: locked by another process (is a tokenstore already running on this data dir?)", path)
-		}
-		return nil, fmt.Errorf("open raft log %s: %w", path, err)
+// HasRaftLog reports whether the data directory dir holds a raft log, in
+// either format.
+func HasRaftLog(dir string) bool {
+	return hasFile(filepath.Join(dir, walDir)) || hasFile(filepath.Join(dir, raftDBFile))
+}
+
+// openLogStore opens the raft log of the data directory dir, migrating a
+// format-1 raft.db first if that is what it holds (migrateLog).
+func openLogStore(dir string, log *slog.Logger) (*logStore, error) {
+	if err := migrateLog(dir, log); err != nil {
+		return nil, err
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(logMetaBucket)
-		if err != nil {
+	w, err := wal.Open(filepath.Join(dir, walDir), wal.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("open raft log: %w", err)
+	}
+	return &logStore{w: w}, nil
+}
+
+// migrateLog turns a format-1 raft.db into a WAL. Every step is safe to
+// crash in and redo: the WAL is built in wal.tmp (discarded if found), made
+// durable, renamed to wal and the directory synced; only then is raft.db
+// removed. With both wal and raft.db present, the rename happened: wal is
+// complete and raft.db is a leftover.
+func migrateLog(dir string, log *slog.Logger) error {
+	tmp, final, old := filepath.Join(dir, walTmpDir), filepath.Join(dir, walDir), filepath.Join(dir, raftDBFile)
+
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("migrate raft log: remove unfinished %s: %w", tmp, err)
+	}
+	if hasFile(final) {
+		if !hasFile(old) {
+			return nil
+		}
+		if err := os.Remove(old); err != nil {
+			return fmt.Errorf("migrate raft log: remove %s after migration: %w", old, err)
+		}
+		return syncDir(dir)
+	}
+	if !hasFile(old) {
+		return nil
+	}
+	v1, err := readLogV1(old)
+	if err != nil {
+		return fmt.Errorf("migrate raft log: %w", err)
+	}
+	log.Info("migrating the raft log from raft.db (format 1) to a write-ahead log (format 2)", "dir", dir, "entries", len(v1.ents),
+		"snapshot_index", v1.snap.GetMetadata().GetIndex())
+	if err := createLog(dir, v1.snap, v1.hs, v1.ents); err != nil {
+		return fmt.Errorf("migrate raft log: %w", err)
+	}
+	if err := os.Remove(old); err != nil {
+		return fmt.Errorf("migrate raft log: remove %s: %w", old, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("migrate raft log: %w", err)
+	}
+	return nil
+}
+
+// createLog writes a complete raft log into the data directory dir: built
+// in wal.tmp, made durable, then renamed to wal and the directory synced,
+// so a crash leaves either no log or all of it.
+func createLog(dir string, snap *raftpb.Snapshot, hs *raftpb.HardState, ents []*raftpb.Entry) error {
+	tmp := filepath.Join(dir, walTmpDir)
+	if err := writeLog(tmp, snap, hs, ents); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, walDir)); err != nil {
+		return fmt.Errorf("create raft log: %w", err)
+	}
+	return syncDir(dir)
+}
+
+// writeLog writes a complete, durable WAL into dir (new).
+func writeLog(dir string, snap *raftpb.Snapshot, hs *raftpb.HardState, ents []*raftpb.Entry) error {
+	w, err := wal.Open(dir, wal.Options{})
+	if err != nil {
+		return err
+	}
+	if snap != nil {
+		if err := w.SaveSnapshot(snap, 0); err != nil {
+			w.Close()
 			return err
 		}
-		if _, err := tx.CreateBucketIfNotExists(logEntriesBucket); err != nil {
+	}
+	// In chunks: a record per save, and records are bounded.
+	const chunk = 1024
+	for len(ents) > 0 {
+		n := min(chunk, len(ents))
+		if err := w.Save(nil, ents[:n]); err != nil {
+			w.Close()
 			return err
 		}
-		return layout.CheckVersion(meta, logFormatVersion, "raft log")
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open raft log %s: %w", path, err)
+		ents = ents[n:]
 	}
-	return &logStore{db: db}, nil
+	if hs != nil {
+		if err := w.Save(hs, nil); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
 }
 
-func (s *logStore) Close() error { return s.db.Close() }
-
-func indexKey(i uint64) []byte {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], i)
-	return b[:]
-}
+func (s *logStore) Close() error { return s.w.Close() }
 
 // load returns everything needed to rebuild raft's MemoryStorage: the latest
 // snapshot metadata (nil if none), the hard state (nil if none) and the
 // entries after the snapshot, in order.
 func (s *logStore) load() (*raftpb.Snapshot, *raftpb.HardState, []*raftpb.Entry, error) {
-	var snap *raftpb.Snapshot
-	var hs *raftpb.HardState
-	var ents []*raftpb.Entry
-	err := s.db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(logMetaBucket)
-		if b := meta.Get(keySnapshot); b != nil {
-			snap = &raftpb.Snapshot{}
-			if err := proto.Unmarshal(b, snap); err != nil {
-				return fmt.Errorf("decode snapshot metadata: %w", err)
-			}
-		}
-		if b := meta.Get(keyHardState); b != nil {
-			hs = &raftpb.HardState{}
-			if err := proto.Unmarshal(b, hs); err != nil {
-				return fmt.Errorf("decode hard state: %w", err)
-			}
-		}
-		var after uint64
-		if snap != nil {
-			after = snap.GetMetadata().GetIndex()
-		}
-		c := tx.Bucket(logEntriesBucket).Cursor()
-		expect := after + 1
-		for k, v := c.Seek(indexKey(after + 1)); k != nil; k, v = c.Next() {
-			e := &raftpb.Entry{}
-			if err := proto.Unmarshal(v, e); err != nil {
-				return fmt.Errorf("decode entry %d: %w", binary.BigEndian.Uint64(k), err)
-			}
-			if e.GetIndex() != expect {
-				return fmt.Errorf("raft log has a gap: expected entry %d, found %d", expect, e.GetIndex())
-			}
-			expect++
-			ents = append(ents, e)
-		}
-		return nil
-	})
+	snap, hs, ents, err := s.w.Load()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("load raft log: %w", err)
 	}
@@ -129,104 +147,19 @@ func (s *logStore) load() (*raftpb.Snapshot, *raftpb.HardState, []*raftpb.Entry,
 // on, as raft requires when a follower's log is overwritten) and stores hs.
 // Either may be empty.
 func (s *logStore) save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
-	if (hs == nil || isEmptyHardState(hs)) && len(ents) == 0 {
-		return nil
-	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(logEntriesBucket)
-		if len(ents) > 0 {
-			// Drop a conflicting suffix.
-			if err := deleteFrom(b, ents[0].GetIndex()); err != nil {
-				return err
-			}
-			for _, e := range ents {
-				v, err := proto.Marshal(e)
-				if err != nil {
-					return fmt.Errorf("encode entry %d: %w", e.GetIndex(), err)
-				}
-				if err := b.Put(indexKey(e.GetIndex()), v); err != nil {
-					return err
-				}
-			}
-		}
-		if hs != nil && !isEmptyHardState(hs) {
-			v, err := proto.Marshal(hs)
-			if err != nil {
-				return err
-			}
-			if err := tx.Bucket(logMetaBucket).Put(keyHardState, v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("persist raft log: %w", err)
-	}
-	return nil
+	return s.w.Save(hs, ents)
 }
 
-// saveSnapshot records snapshot metadata and drops the entries it covers that
-// are at or below compactTo (compactTo <= snapshot index; entries between are
-// kept so slightly lagging followers catch up from the log, not a snapshot).
+// saveSnapshot records snapshot metadata and drops log segments holding only
+// entries at or below compactTo (compactTo <= snapshot index; entries
+// between are kept so slightly lagging followers catch up from the log, not
+// a snapshot).
 func (s *logStore) saveSnapshot(snap *raftpb.Snapshot, compactTo uint64) error {
-	meta := &raftpb.Snapshot{Metadata: snap.GetMetadata()}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		v, err := proto.Marshal(meta)
-		if err != nil {
-			return err
-		}
-		if err := tx.Bucket(logMetaBucket).Put(keySnapshot, v); err != nil {
-			return err
-		}
-		return deleteUpTo(tx.Bucket(logEntriesBucket), compactTo)
-	})
-	if err != nil {
-		return fmt.Errorf("persist snapshot metadata at %d: %w", snap.GetMetadata().GetIndex(), err)
-	}
-	return nil
-}
-
-// deleteUpTo drops keys at or below index. Keys are collected first: deleting
-// under a live cursor can skip the key after each deleted one.
-func deleteUpTo(b *bolt.Bucket, index uint64) error {
-	var keys [][]byte
-	c := b.Cursor()
-	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= index; k, _ = c.Next() {
-		keys = append(keys, append([]byte(nil), k...))
-	}
-	return deleteKeys(b, keys)
-}
-
-// deleteFrom drops keys at or above index.
-func deleteFrom(b *bolt.Bucket, index uint64) error {
-	var keys [][]byte
-	c := b.Cursor()
-	for k, _ := c.Seek(indexKey(index)); k != nil; k, _ = c.Next() {
-		keys = append(keys, append([]byte(nil), k...))
-	}
-	return deleteKeys(b, keys)
-}
-
-func deleteKeys(b *bolt.Bucket, keys [][]byte) error {
-	for _, k := range keys {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func isEmptyHardState(hs *raftpb.HardState) bool {
-	return hs.GetTerm() == 0 && hs.GetVote() == 0 && hs.GetCommit() == 0
+	return s.w.SaveSnapshot(snap, compactTo)
 }
 
 // truncateAfter drops entries after index.
 func (s *logStore) truncateAfter(index uint64) error {
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		return deleteFrom(tx.Bucket(logEntriesBucket), index+1)
-	}); err != nil {
-		return fmt.Errorf("truncate raft log after %d: %w", index, err)
-	}
-	return nil
+	return s.w.TruncateAfter(index)
 }
+

@@ -108,7 +108,7 @@ func Open(c Config) (*Node, error) {
 	n.proposals.init(cfg.ID)
 	n.reads.init()
 
-	if n.logs, err = openLogStore(filepath.Join(cfg.DataDir, "raft.db")); err != nil {
+	if n.logs, err = openLogStore(cfg.DataDir, n.log); err != nil {
 		return nil, err
 	}
 	snap, hs, ents, err := n.logs.load()

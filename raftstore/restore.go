@@ -30,7 +30,7 @@ type RestoreResult struct {
 // random ids; its only member is name at peerAddr, and the others join it.
 // dir must not hold raft state already.
 func Restore(snapshotPath, dir, name, peerAddr string) (RestoreResult, error) {
-	if hasFile(filepath.Join(dir, "raft.db")) || hasFile(filepath.Join(dir, "state.db")) || hasFile(filepath.Join(dir, identityFile)) {
+	if HasRaftLog(dir) || hasFile(filepath.Join(dir, walTmpDir)) || hasFile(filepath.Join(dir, "state.db")) || hasFile(filepath.Join(dir, identityFile)) {
 		return RestoreResult{}, fmt.Errorf("restore into %s: the directory already holds member data; restore into an empty directory", dir)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -76,17 +76,9 @@ func Restore(snapshotPath, dir, name, peerAddr string) (RestoreResult, error) {
 		os.Remove(statePath)
 		return RestoreResult{}, fmt.Errorf("restore: %w", err)
 	}
-	logs, err := openLogStore(filepath.Join(dir, "raft.db"))
-	if err != nil {
-		return RestoreResult{}, err
-	}
-	defer logs.Close()
 	snap := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(res.Revision), Term: proto.Uint64(term), ConfState: cs}}
-	if err := logs.saveSnapshot(snap, res.Revision); err != nil {
-		return RestoreResult{}, err
-	}
-	if err := logs.save(&raftpb.HardState{Term: proto.Uint64(term), Commit: proto.Uint64(res.Revision)}, nil); err != nil {
-		return RestoreResult{}, err
+	if err := createLog(dir, snap, &raftpb.HardState{Term: proto.Uint64(term), Commit: proto.Uint64(res.Revision)}, nil); err != nil {
+		return RestoreResult{}, fmt.Errorf("restore: %w", err)
 	}
 	if _, err := checkIdentity(dir, &raftstorev1.MemberIdentity{Name: name, Id: res.MemberID, ClusterId: res.ClusterID}); err != nil {
 		return RestoreResult{}, err

@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -28,10 +26,10 @@ type plan struct {
 	join []*raftstorev1.Member
 }
 
-// hasRaftState reports whether dir holds a raft log.
+// hasRaftState reports whether dir holds a raft log (the WAL, or a raft.db
+// a start will migrate).
 func hasRaftState(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, "raft.db"))
-	return err == nil
+	return raftstore.HasRaftLog(dir)
 }
 
 // makePlan decides how this member starts. In order:
