@@ -43,7 +43,7 @@ func (a *acked) waitMore(ctx context.Context, t *testing.T, n int64) {
 // TestAcknowledgedCreatesSurviveSIGKILL kills members with SIGKILL while
 // clients create tokens through every member: the leader, then a follower,
 // then all three at once. state.db commits in batches (every 100 ms), so
-// each kill drops applied entries that only raft.db holds; after restart
+// each kill drops applied entries that only the raft log (wal/) holds; after restart
 // every acknowledged create authenticates at every member, each member
 // lists every acknowledged token, and the state hashes agree.
 func TestAcknowledgedCreatesSurviveSIGKILL(t *testing.T) {

@@ -28,6 +28,7 @@ import (
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
 	"github.com/tokenstore/tokenstore/cluster-test/harness"
 	"github.com/tokenstore/tokenstore/internal/devcerts"
+	"github.com/tokenstore/tokenstore/raftstore"
 	"github.com/tokenstore/tokenstore/server"
 	"github.com/tokenstore/tokenstore/server/tlsconfig"
 )
@@ -601,7 +602,7 @@ func TestInsecureRefusedOffLoopback(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "--insecure") || !strings.Contains(string(out), "--listen-client 0.0.0.0:0") {
 		t.Fatalf("--insecure on 0.0.0.0: %v\n%s", err, out)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "open", "raft.db")); err == nil {
+	if raftstore.HasRaftLog(filepath.Join(dir, "open")) {
 		t.Error("the refused member created raft state")
 	}
 	out, err = exec.CommandContext(ctx, filepath.Join(bin, "tokenstore"), "--name", "plain", "--data-dir", filepath.Join(dir, "plain"),

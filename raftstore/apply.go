@@ -26,7 +26,7 @@ type appliedResult struct {
 // transaction and records the last one as applied in that same
 // transaction, so whenever the batch commits, the applied index it makes
 // durable matches exactly the entries it holds (batch.go: a crash loses
-// only entries raft.db still holds and replays). Entries at or below the
+// only entries the raft log still holds and replays). Entries at or below the
 // applied index (replayed after a restart or covered by an installed
 // snapshot) change nothing in the database, but their configuration changes
 // are still handed to raft, which rebuilds its configuration from the log.

@@ -15,12 +15,12 @@ import (
 // long-lived bbolt write transaction, the batch, which is committed (with
 // fsync) every Config.BatchInterval or Config.BatchEntries entries, before
 // a raft snapshot, before any reader of the database and on a clean stop.
-// Per Ready only raft.db is fsynced.
+// Per Ready only the raft log (wal/) is fsynced.
 //
 // Why this is crash safe: the applied index is written into the batch with
 // the entries it covers, so the applied index durable in state.db is always
 // that of the last committed batch, and everything after it is still in
-// raft.db: raft.db is compacted only behind a snapshot, and a snapshot is
+// the raft log: the log is compacted only behind a snapshot, and a snapshot is
 // taken only right after a batch commit (maybeSnapshot), at the index that
 // commit made durable. After a crash the member reopens state.db at that
 // index, raft replays the committed entries from the log, and apply
@@ -41,7 +41,7 @@ import (
 //
 // The in-memory state is published (Committer.Committed) when a Ready is
 // applied to the batch, not when the batch commits: it is durable in
-// raft.db, which is all a restart needs. Readers of the state database
+// the raft log, which is all a restart needs. Readers of the state database
 // itself (View, snapshots, the state hash) commit the batch first, so they
 // see everything applied and never a transaction in progress.
 type batch struct {
@@ -104,7 +104,7 @@ func (s *stateDB) opened(index uint64) {
 }
 
 // abort ends a failed apply: the whole batch is rolled back (its earlier
-// entries are in raft.db and a restart replays them) and the database
+// entries are in the raft log and a restart replays them) and the database
 // refuses further writes. It unlocks the batch.
 func (s *stateDB) abort(cause error) {
 	b := &s.batch

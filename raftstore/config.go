@@ -16,7 +16,7 @@ type Config struct {
 	ID   uint64
 	// ClusterID identifies the raft group; peers of another cluster are refused.
 	ClusterID uint64
-	// DataDir holds member.json, raft.db and state.db.
+	// DataDir holds member.json, wal/ (the raft log) and state.db.
 	DataDir string
 	// InitialCluster is the membership a new data directory bootstraps with
 	// (it must include this member). It is ignored once the directory holds
@@ -51,7 +51,7 @@ type Config struct {
 	// BatchInterval and BatchEntries bound how long, and over how many
 	// entries, applied entries stay in the state database's open batch
 	// transaction before it is committed with fsync (default 100ms and
-	// 10000, etcd's backend batch). Only raft.db is fsynced per batch of
+	// 10000, etcd's backend batch). Only the raft log is fsynced per batch of
 	// proposals; a crash loses nothing, the log replays (batch.go).
 	BatchInterval time.Duration
 	BatchEntries  int

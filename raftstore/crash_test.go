@@ -60,7 +60,7 @@ func sameStateHash(t *testing.T, c *cluster) {
 }
 
 // Entries applied into the open batch but never committed to state.db are
-// replayed from raft.db after a crash: of one member (the leader, under
+// replayed from the raft log after a crash: of one member (the leader, under
 // writes) and of all members at once.
 func TestCrashReplaysEntriesAfterDurableIndex(t *testing.T) {
 	c := newCluster(t, 3, 1000)

@@ -1,27 +1,32 @@
 // Package raftstore is the replicated core of tokenstore: a raft group
-// (go.etcd.io/raft/v3) whose log and state live in bbolt, with an opaque
-// application state machine on top. It knows nothing about tokens.
+// (go.etcd.io/raft/v3) whose log is a write-ahead log (package wal) and
+// whose state lives in bbolt, with an opaque application state machine on
+// top. It knows nothing about tokens.
 //
 // # Data directory
 //
 //	member.json  the member's name, raft id and cluster id, written once;
 //	             a directory is never used by another member or cluster.
-//	raft.db      raft's log, hard state and snapshot metadata (logstore.go).
+//	wal/         raft's log, hard state and snapshot metadata: append-only
+//	             segment files (package wal; logstore.go adapts it). A
+//	             raft.db (format 1, bbolt) from an older binary is migrated
+//	             into wal/ on open and removed (logstore.go, logstore_v1.go).
 //	state.db     the state machine's buckets plus the applied index, term and
 //	             configuration (statedb.go).
 //
-// raft.db is fsynced for every Ready; state.db in batches (see Apply
-// invariants). Both databases carry a format version; a binary refuses a newer format and
-// reads every older one.
+// The log is fdatasynced once for every Ready; state.db in batches (see
+// Apply invariants). Both carry a format version; a binary refuses a newer
+// format and reads every older one.
 //
 // # Durability order (raft's contract, go.etcd.io/raft doc.go)
 //
 // For every Ready the raft loop: on a leader, sends messages while it writes
 // (allowed: the leader's own log is not needed for a quorum); installs a
-// received snapshot (state.db is replaced and synced before raft.db records
+// received snapshot (state.db is replaced and synced before the log records
 // the snapshot, so state.db is never behind the log's snapshot); writes
-// entries and hard state to raft.db in one fsynced transaction; only then, on
-// a follower, sends messages; applies committed entries; calls Advance.
+// entries and hard state to the log in one record and one fdatasync; only
+// then, on a follower, sends messages; applies committed entries; calls
+// Advance.
 //
 // # Apply invariants
 //
@@ -30,8 +35,8 @@
 // term and configuration, and is committed with fsync every BatchInterval
 // (100 ms) or BatchEntries (10,000) entries, before a snapshot, before a
 // read of the database and on a clean stop (batch.go, like etcd's backend).
-// Per Ready only raft.db is fsynced. The applied index durable in state.db
-// is the replay point: raft.db is compacted only behind a snapshot taken
+// Per Ready only the log is fsynced. The applied index durable in state.db
+// is the replay point: the log is compacted only behind a snapshot taken
 // right after a batch commit, so it holds every entry after that index, and
 // after a crash those entries are applied again, in order, to a state
 // machine restored from the same database, giving the same state. Entries

@@ -162,4 +162,3 @@ func (s *logStore) saveSnapshot(snap *raftpb.Snapshot, compactTo uint64) error {
 func (s *logStore) truncateAfter(index uint64) error {
 	return s.w.TruncateAfter(index)
 }
-

@@ -4,7 +4,7 @@
 // does, NoSync since durability is not measured), then reports the live
 // heap per token and writes a heap profile for `go tool pprof`. It is the
 // pprof half of the scale figures: the member's resident memory also holds
-// bbolt's mmap of state.db and raft.db pages, the Go runtime's slack and
+// bbolt's mmap of state.db pages, the raft log's page cache, the Go runtime's slack and
 // gRPC buffers, which this isolates from the index itself.
 //
 //	go run ./cmd/indexmem -tokens 1000000 -memprofile /tmp/index.prof
