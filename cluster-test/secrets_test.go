@@ -341,6 +341,10 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 		h.add("log of "+m.Name, log)
 		files += h.addTree(t, m.DataDir)
+		// The raft log holds every entry's bytes: it must be among them.
+		if segs, _ := filepath.Glob(filepath.Join(m.DataDir, "wal", "*.wal")); len(segs) == 0 {
+			t.Fatalf("%s: no raft log segments under %s to search", m.Name, m.DataDir)
+		}
 	}
 	t.Logf("looked for %d secrets in %d forms in %d blobs (%d data-directory files)", len(h.secrets), len(forms(h.secrets[0])), len(h.blobs), files)
 	if leaks := h.leaks(); len(leaks) > 0 {
