@@ -51,10 +51,6 @@ func openLogStore(dir string, log *slog.Logger) (*logStore, error) {
 // complete and raft.db is a leftover.
 func migrateLog(dir string, log *slog.Logger) error {
 	tmp, final, old := filepath.Join(dir, walTmpDir), filepath.Join(dir, walDir), filepath.Join(dir, raftDBFile)
-
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("migrate raft log: remove unfinished %s: %w", tmp, err)
-	}
 	if hasFile(final) {
 		if !hasFile(old) {
 			return nil
@@ -65,9 +61,23 @@ func migrateLog(dir string, log *slog.Logger) error {
 		return syncDir(dir)
 	}
 	if !hasFile(old) {
+		// Nothing to migrate; a wal.tmp is what a restore that crashed
+		// left.
+		if err := os.RemoveAll(tmp); err != nil {
+			return fmt.Errorf("remove unfinished %s: %w", tmp, err)
+		}
 		return nil
 	}
-	v1, err := readLogV1(old)
+	db, err := openLogV1(old)
+	if err != nil {
+		return fmt.Errorf("migrate raft log: %w", err)
+	}
+	defer db.Close()
+	// Under raft.db's lock: no other process is building wal.tmp.
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("migrate raft log: remove unfinished %s: %w", tmp, err)
+	}
+	v1, err := readLogV1(db)
 	if err != nil {
 		return fmt.Errorf("migrate raft log: %w", err)
 	}
@@ -75,6 +85,9 @@ func migrateLog(dir string, log *slog.Logger) error {
 		"snapshot_index", v1.snap.GetMetadata().GetIndex())
 	if err := createLog(dir, v1.snap, v1.hs, v1.ents); err != nil {
 		return fmt.Errorf("migrate raft log: %w", err)
+	}
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("migrate raft log: close %s: %w", old, err)
 	}
 	if err := os.Remove(old); err != nil {
 		return fmt.Errorf("migrate raft log: remove %s: %w", old, err)

@@ -13,6 +13,21 @@ import (
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// readV1File reads the format-1 log at path.
+func readV1File(t *testing.T, path string) *v1Log {
+	t.Helper()
+	db, err := openLogV1(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	l, err := readLogV1(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // v1Fixture copies the raft.db the previous binary wrote (testdata; see
 // cluster-test/migration_test.go) into a new data directory and returns it
 // with what raft.db holds.
@@ -26,10 +41,7 @@ func v1Fixture(t *testing.T) (string, *v1Log) {
 	if err := os.WriteFile(filepath.Join(dir, raftDBFile), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	want, err := readLogV1(filepath.Join(dir, raftDBFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := readV1File(t, filepath.Join(dir, raftDBFile))
 	if want.snap == nil || want.hs == nil || len(want.ents) == 0 {
 		t.Fatalf("the fixture should hold a snapshot, hard state and entries after it: %v %v %d", want.snap, want.hs, len(want.ents))
 	}
@@ -157,10 +169,7 @@ func TestMigrateWrittenV1Log(t *testing.T) {
 		t.Fatal(err)
 	}
 	old.Close()
-	want, err := readLogV1(filepath.Join(dir, raftDBFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := readV1File(t, filepath.Join(dir, raftDBFile))
 	if len(want.ents) != 2000 {
 		t.Fatalf("v1 log holds %d entries after its snapshot", len(want.ents))
 	}

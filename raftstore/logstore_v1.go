@@ -36,20 +36,27 @@ type v1Log struct {
 	ents []*raftpb.Entry
 }
 
-// readLogV1 reads a format-1 raft log (raft.db) read-only: the snapshot
-// metadata (nil if none), the hard state (nil if none) and the entries
-// after the snapshot, in order.
-func readLogV1(path string) (*v1Log, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+// openLogV1 opens a format-1 raft log (raft.db) for migrating it. bbolt's
+// exclusive lock (a read-write open; nothing is written: the freelist is
+// not synced, as the old writer had it) keeps a second process from
+// migrating the same directory at the same time.
+func openLogV1(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("read raft log %s: locked by another process (is a tokenstore already running on this data dir?)", path)
+			return nil, fmt.Errorf("open raft log %s: locked by another process (is a tokenstore already running on this data dir?)", path)
 		}
-		return nil, fmt.Errorf("read raft log %s: %w", path, err)
+		return nil, fmt.Errorf("open raft log %s: %w", path, err)
 	}
-	defer db.Close()
+	return db, nil
+}
+
+// readLogV1 reads a format-1 raft log: the snapshot metadata (nil if none),
+// the hard state (nil if none) and the entries after the snapshot, in order.
+func readLogV1(db *bolt.DB) (*v1Log, error) {
+	path := db.Path()
 	out := &v1Log{}
-	err = db.View(func(tx *bolt.Tx) error {
+	err := db.View(func(tx *bolt.Tx) error {
 		meta, entries := tx.Bucket(logMetaBucket), tx.Bucket(logEntriesBucket)
 		if meta == nil || entries == nil {
 			return nil // created and never written: an empty log
