@@ -4,13 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/tokenstore/tokenstore/internal/layout"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/tokenstore/tokenstore/internal/layout"
 )
 
 // logFormatVersion is format 1's version stamp.
@@ -62,52 +63,6 @@ func openV1LogStore(path string) (*v1LogStore, error) {
 }
 
 func (s *v1LogStore) Close() error { return s.db.Close() }
-
-// load returns everything needed to rebuild raft's MemoryStorage: the latest
-// snapshot metadata (nil if none), the hard state (nil if none) and the
-// entries after the snapshot, in order.
-func (s *v1LogStore) load() (*raftpb.Snapshot, *raftpb.HardState, []*raftpb.Entry, error) {
-	var snap *raftpb.Snapshot
-	var hs *raftpb.HardState
-	var ents []*raftpb.Entry
-	err := s.db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(logMetaBucket)
-		if b := meta.Get(keySnapshot); b != nil {
-			snap = &raftpb.Snapshot{}
-			if err := proto.Unmarshal(b, snap); err != nil {
-				return fmt.Errorf("decode snapshot metadata: %w", err)
-			}
-		}
-		if b := meta.Get(keyHardState); b != nil {
-			hs = &raftpb.HardState{}
-			if err := proto.Unmarshal(b, hs); err != nil {
-				return fmt.Errorf("decode hard state: %w", err)
-			}
-		}
-		var after uint64
-		if snap != nil {
-			after = snap.GetMetadata().GetIndex()
-		}
-		c := tx.Bucket(logEntriesBucket).Cursor()
-		expect := after + 1
-		for k, v := c.Seek(indexKey(after + 1)); k != nil; k, v = c.Next() {
-			e := &raftpb.Entry{}
-			if err := proto.Unmarshal(v, e); err != nil {
-				return fmt.Errorf("decode entry %d: %w", binary.BigEndian.Uint64(k), err)
-			}
-			if e.GetIndex() != expect {
-				return fmt.Errorf("raft log has a gap: expected entry %d, found %d", expect, e.GetIndex())
-			}
-			expect++
-			ents = append(ents, e)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("load raft log: %w", err)
-	}
-	return snap, hs, ents, nil
-}
 
 // save durably appends ents (replacing any existing suffix from ents[0].Index
 // on, as raft requires when a follower's log is overwritten) and stores hs.
@@ -197,16 +152,6 @@ func deleteKeys(b *bolt.Bucket, keys [][]byte) error {
 		if err := b.Delete(k); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// truncateAfter drops entries after index.
-func (s *v1LogStore) truncateAfter(index uint64) error {
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		return deleteFrom(tx.Bucket(logEntriesBucket), index+1)
-	}); err != nil {
-		return fmt.Errorf("truncate raft log after %d: %w", index, err)
 	}
 	return nil
 }
