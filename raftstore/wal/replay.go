@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 
@@ -140,7 +141,7 @@ func (s *logState) apply(typ byte, payload []byte) (uint64, error) {
 // segment prev ended (nil for the first one replayed: older segments may
 // have been deleted). For the last segment, a torn tail ends
 // the log; tail is where it starts (the next append goes there) and
-// dirtyEnd is one past its last non-zero byte.
+// nonZeroEnd is one past its last non-zero byte.
 func replaySegment(s *logState, seg *segment, data []byte, last bool, prev *segment, prevEnd int64) (tail, dirtyEnd int64, salt uint64, err error) {
 	corrupt := func(off int, format string, args ...any) error {
 		return fmt.Errorf("wal segment %s offset %d: %s", seg.path, off, fmt.Sprintf(format, args...))
@@ -188,30 +189,41 @@ func replaySegment(s *logState, seg *segment, data []byte, last bool, prev *segm
 			return 0, 0, 0, corrupt(off, "%v (not the last segment)", derr)
 		}
 		// The last segment: a torn tail unless something valid follows.
-		if p := findRecord(data, off+1, seed); p >= 0 {
+		// A record holds non-zero bytes, so only the span up to the last
+		// one needs searching (none after a clean stop).
+		dirty := nonZeroEnd(data, off)
+		if p := findRecord(data, off+1, dirty, seed); p >= 0 {
 			return 0, 0, 0, corrupt(off, "invalid record (%v) followed by a valid record at offset %d", derr, p)
-		}
-		dirty := len(data)
-		for dirty > off && data[dirty-1] == 0 {
-			dirty--
 		}
 		return int64(off), int64(dirty), h.salt, nil
 	}
 	return int64(off), int64(off), h.salt, nil
 }
 
-// findRecord returns the offset of the first valid record at or after from,
-// or -1.
-func findRecord(data []byte, from int, seed uint32) int {
-	for p := from; p+frameSize <= len(data); p++ {
-		if data[p] == 0 && data[p+1] == 0 && data[p+2] == 0 && data[p+3] == 0 {
-			continue
-		}
+// findRecord returns the offset of the first record starting in
+// [from, end) that is valid on its own, or -1. A record starts with a
+// non-zero length, so none starts at or after end when data[end:] is all
+// zero; it may run on into those zeros.
+func findRecord(data []byte, from, end int, seed uint32) int {
+	for p := from; p < end; p++ {
 		if _, _, _, err := decodeRecord(data[p:], seed); err == nil {
 			return p
 		}
 	}
 	return -1
+}
+
+// nonZeroEnd is one past the last non-zero byte of data at or after from,
+// or from if there is none: the end of what a torn write may have left.
+func nonZeroEnd(data []byte, from int) int {
+	end := len(data)
+	for end-8 >= from && binary.LittleEndian.Uint64(data[end-8:end]) == 0 {
+		end -= 8
+	}
+	for end > from && data[end-1] == 0 {
+		end--
+	}
+	return end
 }
 
 // readSegment reads a whole segment file.
