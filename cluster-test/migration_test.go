@@ -2,7 +2,9 @@ package clustertest
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
 	"github.com/tokenstore/tokenstore/cluster-test/harness"
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestRaftDBMigratesToWAL starts this build on a copy of a data directory
@@ -18,7 +21,8 @@ import (
 // with commit 0401226 as a one-member cluster, a raft snapshot every 4
 // entries and killed with SIGKILL right after its last two creates, so
 // raft.db holds entries after its snapshot). The member must migrate the
-// log to wal/, remove raft.db, and every token created by the old binary
+// log to wal/, leave raft.db as the downgrade guard (format 2, no entries,
+// which the old binary refuses), and every token created by the old binary
 // must authenticate; a restart on the migrated directory must too.
 func TestRaftDBMigratesToWAL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -60,8 +64,8 @@ func TestRaftDBMigratesToWAL(t *testing.T) {
 				t.Fatalf("%s: token %s made by the old binary: %v %v", when, k.ID, r.GetMessage(), err)
 			}
 		}
-		if _, err := os.Stat(filepath.Join(m.DataDir, "raft.db")); !os.IsNotExist(err) {
-			t.Fatalf("%s: raft.db still there: %v", when, err)
+		if v, err := raftDBVersion(filepath.Join(m.DataDir, "raft.db")); err != nil || v != 2 {
+			t.Fatalf("%s: raft.db is not the downgrade guard (format 2, no entries): version %d, %v", when, v, err)
 		}
 		segs, _ := filepath.Glob(filepath.Join(m.DataDir, "wal", "*.wal"))
 		if len(segs) == 0 {
@@ -103,4 +107,29 @@ func copyTree(t *testing.T, src, dst string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// raftDBVersion reads the format version of a raft.db and checks that it
+// holds no entries.
+func raftDBVersion(path string) (uint32, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var v uint32
+	err = db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket([]byte("entries")) != nil {
+			return errors.New("raft.db still has an entries bucket")
+		}
+		meta := tx.Bucket([]byte("meta"))
+		if meta == nil {
+			return errors.New("raft.db has no meta bucket")
+		}
+		if b := meta.Get([]byte("version")); len(b) == 4 {
+			v = binary.BigEndian.Uint32(b)
+		}
+		return nil
+	})
+	return v, err
 }

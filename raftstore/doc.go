@@ -10,7 +10,10 @@
 //	wal/         raft's log, hard state and snapshot metadata: append-only
 //	             segment files (package wal; logstore.go adapts it). A
 //	             raft.db (format 1, bbolt) from an older binary is migrated
-//	             into wal/ on open and removed (logstore.go, logstore_v1.go).
+//	             into wal/ on open (logstore.go, logstore_v1.go).
+//	raft.db      only the downgrade guard once wal/ exists: a bbolt file
+//	             stamped format 2, which binaries from before the WAL
+//	             refuse instead of starting without raft state (logguard.go).
 //	state.db     the state machine's buckets plus the applied index, term and
 //	             configuration (statedb.go).
 //

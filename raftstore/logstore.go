@@ -41,24 +41,33 @@ func openLogStore(dir string, log *slog.Logger) (*logStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
+	// With wal/ open (and locked): raft.db becomes the downgrade guard
+	// (logguard.go), replacing a migrated format-1 file.
+	if err := ensureLogGuard(dir); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open raft log: %w", err)
+	}
 	return &logStore{w: w}, nil
 }
 
 // migrateLog turns a format-1 raft.db into a WAL. Every step is safe to
 // crash in and redo: the WAL is built in wal.tmp (discarded if found), made
-// durable, renamed to wal and the directory synced; only then is raft.db
-// removed. With both wal and raft.db present, the rename happened: wal is
-// complete and raft.db is a leftover.
+// durable, renamed to wal and the directory synced; only then does
+// openLogStore replace raft.db with the downgrade guard. With wal present,
+// the rename happened: wal is complete and wins over any raft.db.
 func migrateLog(dir string, log *slog.Logger) error {
 	tmp, final, old := filepath.Join(dir, walTmpDir), filepath.Join(dir, walDir), filepath.Join(dir, raftDBFile)
 	if hasFile(final) {
-		if !hasFile(old) {
-			return nil
+		return nil
+	}
+	if hasFile(old) {
+		guard, err := isLogGuard(old)
+		if err != nil {
+			return fmt.Errorf("migrate raft log: %w", err)
 		}
-		if err := os.Remove(old); err != nil {
-			return fmt.Errorf("migrate raft log: remove %s after migration: %w", old, err)
+		if guard {
+			return fmt.Errorf("data directory %s: raft.db says the raft log is in %s/, which is missing: the data directory is incomplete; restore it or remove the member and re-add it", dir, walDir)
 		}
-		return syncDir(dir)
 	}
 	if !hasFile(old) {
 		// Nothing to migrate; a wal.tmp is what a restore that crashed
@@ -88,12 +97,6 @@ func migrateLog(dir string, log *slog.Logger) error {
 	}
 	if err := db.Close(); err != nil {
 		return fmt.Errorf("migrate raft log: close %s: %w", old, err)
-	}
-	if err := os.Remove(old); err != nil {
-		return fmt.Errorf("migrate raft log: remove %s: %w", old, err)
-	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("migrate raft log: %w", err)
 	}
 	return nil
 }

@@ -80,9 +80,10 @@ func sameLog(t *testing.T, snap *raftpb.Snapshot, hs *raftpb.HardState, ents []*
 
 func checkMigrated(t *testing.T, dir string) {
 	t.Helper()
-	if hasFile(filepath.Join(dir, raftDBFile)) || hasFile(filepath.Join(dir, walTmpDir)) || !hasFile(filepath.Join(dir, walDir)) {
-		t.Fatalf("after migration: raft.db %v, wal.tmp %v, wal %v", hasFile(filepath.Join(dir, raftDBFile)), hasFile(filepath.Join(dir, walTmpDir)), hasFile(filepath.Join(dir, walDir)))
+	if hasFile(filepath.Join(dir, walTmpDir)) || !hasFile(filepath.Join(dir, walDir)) {
+		t.Fatalf("after migration: wal.tmp %v, wal %v", hasFile(filepath.Join(dir, walTmpDir)), hasFile(filepath.Join(dir, walDir)))
 	}
+	checkGuard(t, dir)
 }
 
 func TestMigrateRealV1Log(t *testing.T) {
@@ -132,8 +133,8 @@ func TestMigrateAfterCrashWhileBuilding(t *testing.T) {
 	}
 }
 
-// A crash after the rename but before raft.db was removed: wal/ is
-// complete and wins, raft.db is removed.
+// A crash after the rename but before raft.db was replaced by the guard:
+// wal/ is complete and wins, raft.db becomes the guard.
 func TestMigrateAfterCrashBeforeRemovingRaftDB(t *testing.T) {
 	dir, want := v1Fixture(t)
 	// A WAL that differs from raft.db (one entry more), as one that kept

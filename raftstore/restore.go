@@ -80,6 +80,9 @@ func Restore(snapshotPath, dir, name, peerAddr string) (RestoreResult, error) {
 	if err := createLog(dir, snap, &raftpb.HardState{Term: proto.Uint64(term), Commit: proto.Uint64(res.Revision)}, nil); err != nil {
 		return RestoreResult{}, fmt.Errorf("restore: %w", err)
 	}
+	if err := ensureLogGuard(dir); err != nil {
+		return RestoreResult{}, fmt.Errorf("restore: %w", err)
+	}
 	if _, err := checkIdentity(dir, &raftstorev1.MemberIdentity{Name: name, Id: res.MemberID, ClusterId: res.ClusterID}); err != nil {
 		return RestoreResult{}, err
 	}
