@@ -435,15 +435,25 @@ func (m *Member) Ready(ctx context.Context) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// WaitReady polls /readyz of every running member until all are ready.
+// WaitReady polls /readyz of every running member until all are ready; it
+// fails when no member is running (a member that exited is not ready).
 // Polling is the only signal a separate process offers.
 func (c *Cluster) WaitReady(ctx context.Context) error {
 	for {
-		all := true
+		all, running := true, 0
 		for _, m := range c.Members {
-			if m.Running() && !m.Ready(ctx) {
+			if !m.Running() {
+				continue
+			}
+			running++
+			if !m.Ready(ctx) {
 				all = false
 			}
+		}
+		if running == 0 {
+			// Nothing to wait for: every member exited (a member that
+			// failed to start is not "ready").
+			return fmt.Errorf("no member is running\n%s", c.LogTails(20))
 		}
 		if all {
 			return nil
