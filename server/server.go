@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
+	"github.com/tokenstore/tokenstore/internal/gcfloor"
 	"github.com/tokenstore/tokenstore/raftstore"
 	"github.com/tokenstore/tokenstore/raftstore/transport"
 	"github.com/tokenstore/tokenstore/server/clock"
@@ -65,6 +66,9 @@ type Server struct {
 // Run starts a member and serves until ctx ends or the node stops on a
 // fatal error. It returns that error, or nil after a clean shutdown.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	// Process-wide, so here rather than in Start: tests run several
+	// members in one process.
+	gcfloor.Run(ctx, uint64(cfg.GCHeapFloorMiB)<<20, log)
 	s, err := Start(ctx, cfg, log)
 	if err != nil {
 		return err
