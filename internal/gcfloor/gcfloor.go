@@ -54,7 +54,8 @@ func Run(ctx context.Context, floor uint64, log *slog.Logger) {
 	if base < 0 { // GOGC=off: the operator manages the collector
 		return
 	}
-	t := &tuner{ctx: ctx, floor: floor, base: base, current: base, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	t := &tuner{ctx: ctx, floor: floor, base: base, current: base, sample: []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}}
 	t.arm()
 }
 
@@ -83,8 +84,17 @@ func (t *tuner) afterGC() {
 		return
 	}
 	metrics.Read(t.sample)
-	if t.sample[0].Value.Kind() == metrics.KindUint64 {
-		p := Percent(t.sample[0].Value.Uint64(), t.floor, t.base)
+	var v [3]uint64
+	ok := true
+	for i, s := range t.sample {
+		if s.Value.Kind() != metrics.KindUint64 {
+			ok = false
+			break
+		}
+		v[i] = s.Value.Uint64()
+	}
+	if ok {
+		p := Percent(v[0], v[1]+v[2], t.floor, t.base)
 		// Only a change of more than a tenth is applied: the live heap
 		// moves a little every cycle and each change recomputes the goal.
 		if p*10 > t.current*11 || p*10 < t.current*9 {
@@ -95,17 +105,18 @@ func (t *tuner) afterGC() {
 	t.arm()
 }
 
-// Percent is the GC percent that puts the heap goal at floor for a live
-// heap of live bytes, or base when base already puts it at or above the
+// Percent is the GC percent that puts the heap goal at floor, or base when
+// base already puts it at or above the floor. The runtime's goal is
+// live + (live + roots) × percent/100, where roots are the goroutine stacks
+// and globals it scans (Go 1.18+): leaving them out would multiply the
+// stacks of a few thousand goroutines by a large percent and overshoot the
 // floor.
-func Percent(live, floor uint64, base int) int {
-	if live == 0 {
-		live = 1
-	}
-	if live*uint64(100+base)/100 >= floor {
+func Percent(live, roots, floor uint64, base int) int {
+	scan := max(live+roots, 1)
+	if live+scan*uint64(base)/100 >= floor {
 		return base
 	}
-	return int(floor*100/live) - 100
+	return int((floor - live) * 100 / scan)
 }
 
 // cgroupLimit reads a cgroup v2 memory.max file: a byte count, or "max"

@@ -16,17 +16,18 @@ import (
 func TestPercent(t *testing.T) {
 	const mib = 1 << 20
 	for _, tc := range []struct {
-		live, floor uint64
-		base, want  int
+		live, roots, floor uint64
+		base, want         int
 	}{
-		{live: 10 * mib, floor: 256 * mib, base: 100, want: 2460}, // 10 MiB live: collect at 256 MiB
-		{live: 128 * mib, floor: 256 * mib, base: 100, want: 100}, // GOGC already reaches the floor
-		{live: 193 * mib, floor: 256 * mib, base: 100, want: 100}, // a million tokens: unchanged
+		{live: 10 * mib, floor: 256 * mib, base: 100, want: 2460},                  // 10 MiB live: collect at 256 MiB
+		{live: 10 * mib, roots: 10 * mib, floor: 256 * mib, base: 100, want: 1230}, // stacks count in the goal
+		{live: 128 * mib, floor: 256 * mib, base: 100, want: 100},                  // GOGC already reaches the floor
+		{live: 193 * mib, roots: mib, floor: 256 * mib, base: 100, want: 100},      // a million tokens: unchanged
 		{live: 100 * mib, floor: 256 * mib, base: 200, want: 200},
-		{live: 0, floor: 256 * mib, base: 100, want: 256*mib*100 - 100},
+		{live: 0, floor: 256 * mib, base: 100, want: 256 * mib * 100},
 	} {
-		if got := Percent(tc.live, tc.floor, tc.base); got != tc.want {
-			t.Errorf("Percent(%d MiB live, %d MiB floor, GOGC %d) = %d, want %d", tc.live/mib, tc.floor/mib, tc.base, got, tc.want)
+		if got := Percent(tc.live, tc.roots, tc.floor, tc.base); got != tc.want {
+			t.Errorf("Percent(%d MiB live, %d MiB roots, %d MiB floor, GOGC %d) = %d, want %d", tc.live/mib, tc.roots/mib, tc.floor/mib, tc.base, got, tc.want)
 		}
 	}
 }
