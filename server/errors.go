@@ -19,6 +19,10 @@ func (s *Server) readGate(ctx context.Context, c tokenstorev1.ReadConsistency) e
 		c = tokenstorev1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE
 	}
 	if c == tokenstorev1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE {
+		// The only wait of the read-gate methods (readGateMethods), bounded
+		// here since deadlineInterceptor leaves them alone.
+		ctx, cancel := s.requestContext(ctx)
+		defer cancel()
 		if err := s.node.LinearizableRead(ctx); err != nil {
 			return rpcError("linearizable read", err)
 		}

@@ -8,8 +8,9 @@ package server
 //     RBAC apply or a token import batch, is one replicated entry, and raft
 //     sends entries in 1 MiB messages); an answer at most MaxResponseBytes.
 //     A unary call without a deadline gets --request-timeout
-//     (deadlineInterceptor in server.go); only the snapshot stream runs
-//     without one, since its length grows with the state.
+//     (deadlineInterceptor in server.go; Authenticate and Authorize get it
+//     at their only wait, a linearizable read gate); only the snapshot
+//     stream runs without one, since its length grows with the state.
 //   - Peer gRPC (--listen-peer): raftstore/transport bounds a message at
 //     64 MiB, far above its 4 MiB send batches and 1 MiB snapshot chunks.
 //   - HTTP (--listen-http): headers at most HTTPMaxHeaderBytes, read within

@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
@@ -205,5 +206,57 @@ func TestUnaryCallsWithoutDeadlineGetOne(t *testing.T) {
 	defer cancel()
 	if left, ok := deadlineOf(ctx); !ok || left <= 50*time.Second {
 		t.Errorf("call with a 1m deadline: deadline in %s, want the caller's", left)
+	}
+}
+
+// TestLinearizableAuthenticateWithoutDeadlineIsBounded: Authenticate and
+// Authorize get no deadline from the interceptor (they wait only in the
+// read gate), so the read gate must bound a linearizable read itself. A
+// member that can never reach quorum (its only peer does not exist) must
+// answer a linearizable Authenticate that brought no deadline within about
+// --request-timeout, not after raft's own, much longer, bound.
+func TestLinearizableAuthenticateWithoutDeadlineIsBounded(t *testing.T) {
+	if !readGateMethods[tokenstorev1.AuthService_Authenticate_FullMethodName] {
+		t.Fatal("Authenticate is expected among readGateMethods")
+	}
+	c := testConfig(t.TempDir())
+	c.InitialCluster = "solo=127.0.0.1:1,ghost=127.0.0.1:2"
+	c.RequestTimeout = 300 * time.Millisecond
+	// A read round gives up after an election timeout (ten ticks); with
+	// one-second ticks that is 10s, so only --request-timeout can end the
+	// wait within the 5s asserted below.
+	c.TickInterval = time.Second
+	s, err := Start(context.Background(), c, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	conn, err := grpc.NewClient(s.ClientAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	id, _ := token.NewID()
+	secret, _ := token.NewSecret()
+	// The test's own bound, far above --request-timeout, only so a
+	// failure does not hang the run; the request carries no deadline.
+	done := make(chan error, 1)
+	t0 := time.Now()
+	go func() {
+		_, err := tokenstorev1.NewAuthServiceClient(conn).Authenticate(context.Background(), &tokenstorev1.AuthenticateRequest{
+			Token: token.Bearer(id, secret), Consistency: tokenstorev1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("linearizable read without quorum answered")
+		}
+		t.Logf("after %v: %v", time.Since(t0), err)
+		if d := time.Since(t0); d > 5*time.Second {
+			t.Errorf("answered after %v, want about --request-timeout (300ms)", d)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("linearizable Authenticate without deadline still waiting after 20s; --request-timeout is 300ms")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
@@ -65,6 +66,10 @@ type metrics struct {
 
 	grpcDuration *prometheus.HistogramVec
 	grpcRequests *prometheus.CounterVec
+	// unary holds each registered unary method's series, resolved on its
+	// first call (resolveMethods); written before the server serves and
+	// only read after.
+	unary map[string]*unaryMethod
 
 	lastUsedPerEntry prometheus.Histogram
 
@@ -345,14 +350,52 @@ func (s *Server) peerName(id uint64, had string) string {
 	return fmt.Sprintf("%016x", id)
 }
 
-// unaryInterceptor times and counts every unary client request, refusals by
-// admission included.
-func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := h(ctx, req)
-	m.grpcDuration.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
-	m.grpcRequests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
-	return resp, err
+// unaryMethod is one unary method's request series. WithLabelValues hashes
+// the label values and takes the vector's lock on every call; Authenticate
+// is called tens of thousands of times a second, so its series are looked
+// up once. They are made on the method's first call, not at start, so the
+// exported series are the same as with WithLabelValues per call.
+type unaryMethod struct {
+	once     sync.Once
+	duration prometheus.Observer
+	ok       prometheus.Counter // code OK; other codes are rare and looked up
+}
+
+// resolveMethods prepares the per-method series of every unary method
+// registered on srv. Call it after the services are registered and before
+// srv serves.
+func (m *metrics) resolveMethods(srv *grpc.Server) {
+	m.unary = map[string]*unaryMethod{}
+	for svc, info := range srv.GetServiceInfo() {
+		for _, md := range info.Methods {
+			if !md.IsClientStream && !md.IsServerStream {
+				m.unary["/"+svc+"/"+md.Name] = &unaryMethod{}
+			}
+		}
+	}
+}
+
+// observeUnary times and counts one unary client request that passed
+// admission and authorization (grpc_chain.go), started at start.
+func (m *metrics) observeUnary(method string, start time.Time, err error) {
+	took := time.Since(start).Seconds()
+	code := status.Code(err)
+	u := m.unary[method]
+	if u == nil { // not registered when resolveMethods ran
+		m.grpcDuration.WithLabelValues(method).Observe(took)
+		m.grpcRequests.WithLabelValues(method, code.String()).Inc()
+		return
+	}
+	u.once.Do(func() {
+		u.duration = m.grpcDuration.WithLabelValues(method)
+		u.ok = m.grpcRequests.WithLabelValues(method, codes.OK.String())
+	})
+	u.duration.Observe(took)
+	if code == codes.OK {
+		u.ok.Inc()
+	} else {
+		m.grpcRequests.WithLabelValues(method, code.String()).Inc()
+	}
 }
 
 // registerLastUsed exports the tracker's counters (all zero when tracking

@@ -127,17 +127,30 @@ func (a *admission) refusal(ctx context.Context) error {
 	return st.Err()
 }
 
-// unaryInterceptor admits or refuses a unary client RPC. It runs first in
-// the chain, so a refused request costs no deadline, no read gate, no
-// lookup.
-func (a *admission) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if exemptMethod(info.FullMethod) {
-		return h(ctx, req)
+// enterUnary admits or refuses a unary client RPC: an error is the
+// refusal; admitted reports that a slot was taken, which the caller gives
+// back with release when the call is done. It runs first (grpc_chain.go),
+// so a refused request costs no deadline, no read gate, no lookup.
+func (a *admission) enterUnary(ctx context.Context, fullMethod string) (admitted bool, err error) {
+	if exemptMethod(fullMethod) {
+		return false, nil
 	}
 	if !a.admit("grpc") {
-		return nil, a.refusal(ctx)
+		return false, a.refusal(ctx)
 	}
-	defer a.release()
+	return true, nil
+}
+
+// unaryInterceptor is enterUnary as an interceptor of its own (the
+// server's chain calls enterUnary directly, grpc_chain.go).
+func (a *admission) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	admitted, err := a.enterUnary(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	if admitted {
+		defer a.release()
+	}
 	return h(ctx, req)
 }
 

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
+	"github.com/tokenstore/tokenstore/internal/gcfloor"
 	"github.com/tokenstore/tokenstore/raftstore"
 	"github.com/tokenstore/tokenstore/raftstore/transport"
 	"github.com/tokenstore/tokenstore/server/clock"
@@ -65,6 +66,9 @@ type Server struct {
 // Run starts a member and serves until ctx ends or the node stops on a
 // fatal error. It returns that error, or nil after a clean shutdown.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	// Process-wide, so here rather than in Start: tests run several
+	// members in one process.
+	gcfloor.Run(ctx, uint64(cfg.GCHeapFloorMiB)<<20, log)
 	s, err := Start(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -193,7 +197,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	// Authorization (authz.go) comes right after admission.
 	s.grpc = grpc.NewServer(append(append(clientServerTuning(), sec.clientServerOption()...), // grpc_tuning.go
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes), grpc.MaxSendMsgSize(MaxResponseBytes), // limits.go
-		grpc.ChainUnaryInterceptor(s.admission.unaryInterceptor, s.authzUnaryInterceptor, s.metrics.unaryInterceptor, s.deadlineInterceptor),
+		grpc.UnaryInterceptor(s.unaryInterceptor), // grpc_chain.go
 		grpc.ChainStreamInterceptor(s.admission.streamInterceptor, s.authzStreamInterceptor),
 	)...)
 	s.rbac = newRBACService(s)
@@ -211,6 +215,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.health.SetServingStatus(tokenstorev1.AuthService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
+	s.metrics.resolveMethods(s.grpc)
 
 	s.wg.Add(2)
 	go func() {
@@ -357,13 +362,34 @@ func (s *Server) healthLoop() {
 	}
 }
 
-func (s *Server) deadlineInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
-		defer cancel()
+// deadlineInterceptor gives a unary call that brings no deadline
+// --request-timeout, except the methods that wait only in the read gate
+// (readGateMethods), which bound their own wait there: a deadline is a
+// timer and four allocations, and a bounded read never waits at all.
+func (s *Server) deadlineInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if readGateMethods[info.FullMethod] {
+		return h(ctx, req)
 	}
+	ctx, cancel := s.requestContext(ctx)
+	defer cancel()
 	return h(ctx, req)
+}
+
+// readGateMethods are the unary methods that wait for nothing but the read
+// gate (readGate applies --request-timeout to that wait): everything else
+// they do is a lookup in memory and CPU work bounded by the request.
+var readGateMethods = map[string]bool{
+	tokenstorev1.AuthService_Authenticate_FullMethodName: true,
+	tokenstorev1.AuthService_Authorize_FullMethodName:    true,
+}
+
+// requestContext returns ctx with --request-timeout when it has no
+// deadline of its own; the caller calls cancel when done.
+func (s *Server) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.cfg.RequestTimeout)
 }
 
 func (s *Server) header(rev uint64) *tokenstorev1.ResponseHeader {

@@ -14,14 +14,14 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // etcdMember is one etcdmember process.
 type etcdMember struct {
 	Name, DataDir, ClientAddr, PeerAddr, LogPath string
+	// HTTPAddr serves etcd's HTTP services, so ClientAddr is gRPC only
+	// (etcdmember --listen-client-http says why).
+	HTTPAddr string
 	// flags are extra flags for this member (scale settings, joining).
 	flags []string
 	cmd   *exec.Cmd
@@ -39,6 +39,7 @@ type etcdCluster struct {
 	initial  string
 	extra    []string
 	Members  []*etcdMember
+	tls      *etcdTLS // etcdtls.go
 }
 
 // loopbackPorts reserves n free ports on 127.0.0.1 (released before use;
@@ -77,35 +78,43 @@ func newEtcdCluster(bin, dir string, size int, extra ...string) (*etcdCluster, e
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	c := &etcdCluster{bin: bin, dir: dir, extra: extra}
+	t, err := newEtcdTLS(dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &etcdCluster{bin: bin, dir: dir, extra: extra, tls: t}
 	var initial []string
 	for i := 0; i < size; i++ {
 		m, err := c.newMember(fmt.Sprintf("e%d", i+1))
 		if err != nil {
 			return nil, err
 		}
-		initial = append(initial, m.Name+"=http://"+m.PeerAddr)
+		initial = append(initial, m.Name+"="+peerURL(m.PeerAddr))
 	}
 	c.initial = strings.Join(initial, ",")
 	return c, nil
 }
 
 func (c *etcdCluster) newMember(name string) (*etcdMember, error) {
-	ports, err := loopbackPorts(2)
+	ports, err := loopbackPorts(3)
 	if err != nil {
 		return nil, err
 	}
 	m := &etcdMember{Name: name, DataDir: filepath.Join(c.dir, name), LogPath: filepath.Join(c.dir, name+".log"),
-		ClientAddr: ports[0], PeerAddr: ports[1]}
+		ClientAddr: ports[0], PeerAddr: ports[1], HTTPAddr: ports[2]}
 	c.Members = append(c.Members, m)
 	return m, nil
 }
 
 // start starts m with its data directory; it does not wait for it.
 func (c *etcdCluster) start(m *etcdMember) error {
-	args := []string{"--name", m.Name, "--data-dir", m.DataDir, "--listen-client", m.ClientAddr, "--listen-peer", m.PeerAddr,
+	args := []string{"--name", m.Name, "--data-dir", m.DataDir, "--listen-client", m.ClientAddr, "--listen-client-http", m.HTTPAddr, "--listen-peer", m.PeerAddr,
 		"--initial-cluster", c.initial}
-	args = append(append(args, c.extra...), m.flags...)
+	tlsFlags, err := c.tls.memberFlags(m)
+	if err != nil {
+		return err
+	}
+	args = append(append(append(args, tlsFlags...), c.extra...), m.flags...)
 	logf, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -137,10 +146,7 @@ func (c *etcdCluster) start(m *etcdMember) error {
 		close(done)
 	}()
 	if m.cli == nil {
-		cli, err := clientv3.New(clientv3.Config{
-			Endpoints: []string{m.ClientAddr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
-			DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
-		})
+		cli, err := c.tls.newClient(m.ClientAddr)
 		if err != nil {
 			return fmt.Errorf("client for %s: %w", m.Name, err)
 		}
@@ -217,7 +223,7 @@ func (c *etcdCluster) stop() {
 func (m *etcdMember) status(ctx context.Context) (*clientv3.StatusResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return m.cli.Status(ctx, m.ClientAddr)
+	return m.cli.Status(ctx, clientURL(m.ClientAddr))
 }
 
 // leader returns the running member that the running members name as

@@ -3,7 +3,9 @@
 // processes (cluster-test/harness) and three etcd processes (etcdmember,
 // go.etcd.io/etcd/server/v3 embedded, fsync on), all on 127.0.0.1, tokens
 // stored in etcd as keys whose values are the same TokenRecord bytes
-// tokenstore stores.
+// tokenstore stores. Both run TLS with client certificates on client and
+// peer connections (the harness always does for tokenstore; etcdtls.go
+// gives etcd the same), and the output says so.
 //
 // Phases (-phases, comma separated):
 //
@@ -44,9 +46,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	lg "github.com/tokenstore/tokenstore/cluster-test/cmd/tsbench/loadgen"
 	"github.com/tokenstore/tokenstore/cluster-test/harness"
@@ -153,14 +152,16 @@ func main() {
 
 // results is everything measured, for the summary and the JSON file.
 type results struct {
-	Machine  string           `json:"machine"`
-	Flags    string           `json:"flags"`
-	Reads    []lg.ModeSummary `json:"-"`
-	ReadsOut []figure         `json:"reads,omitempty"`
-	Hot      []hotPair        `json:"lastused,omitempty"`
-	Writes   []writePair      `json:"writes,omitempty"`
-	Failover []failoverRun    `json:"failover,omitempty"`
-	Scale    []scaleResult    `json:"scale,omitempty"`
+	Machine string `json:"machine"`
+	Flags   string `json:"flags"`
+	// Transport says how both systems' connections were secured.
+	Transport string           `json:"transport"`
+	Reads     []lg.ModeSummary `json:"-"`
+	ReadsOut  []figure         `json:"reads,omitempty"`
+	Hot       []hotPair        `json:"lastused,omitempty"`
+	Writes    []writePair      `json:"writes,omitempty"`
+	Failover  []failoverRun    `json:"failover,omitempty"`
+	Scale     []scaleResult    `json:"scale,omitempty"`
 	// Failed counts tokenstore answers that failed a check: must be 0.
 	Failed int `json:"tokenstore_failures"`
 }
@@ -198,10 +199,7 @@ func (e *env) etcdClients(m *etcdMember) ([]*clientv3.Client, error) {
 	}
 	var cs []*clientv3.Client
 	for i := 0; i < e.cfg.conns; i++ {
-		cli, err := clientv3.New(clientv3.Config{
-			Endpoints: []string{m.ClientAddr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
-			DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
-		})
+		cli, err := e.et.tls.newClient(m.ClientAddr)
 		if err != nil {
 			return nil, err
 		}
@@ -235,12 +233,13 @@ func roots() (benchRoot, tsRoot string, err error) {
 }
 
 func run(ctx context.Context, cfg config, out io.Writer) (err error) {
-	res := &results{Flags: strings.Join(cfg.args, " ")}
+	res := &results{Flags: strings.Join(cfg.args, " "), Transport: transportMode}
 	model := lg.CPUModel()
 	res.Machine = fmt.Sprintf("%d CPUs (%s), %s/%s, %s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintln(out, "compare  tokenstore vs etcd, side by side")
 	fmt.Fprintf(out, "machine  %s; load generator, tokenstore and etcd share them\n", res.Machine)
 	fmt.Fprintf(out, "flags    %s\n", res.Flags)
+	fmt.Fprintf(out, "transport %s\n", res.Transport)
 	benchRoot, tsRoot, err := roots()
 	if err != nil {
 		return err
@@ -330,7 +329,7 @@ func sideBySide(ctx context.Context, cfg config, out io.Writer, bin, etcdBin, tm
 		e.procs.Names = append(e.procs.Names, m.Name)
 		e.procs.PIDs[m.Name] = m.pid()
 	}
-	fmt.Fprintf(out, "clusters tokenstore n1-n3 (fsync on, --last-used-interval 1s, default --max-inflight) and etcd e1-e3 (fsync on), all on 127.0.0.1\n")
+	fmt.Fprintf(out, "clusters tokenstore n1-n3 (fsync on, --last-used-interval 1s, default --max-inflight) and etcd e1-e3 (fsync on), all on 127.0.0.1, both TLS with client certificates\n")
 	if cfg.phases["reads"] {
 		if err := e.readsPhase(sctx, ctx); err != nil {
 			return err

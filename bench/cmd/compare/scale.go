@@ -347,7 +347,7 @@ func scaleEtcd(ctx context.Context, cfg config, out io.Writer, etcdBin, dir stri
 	// a while (strict reconfiguration check), as after the restart above.
 	for try := 0; ; try++ {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := leader.cli.MemberAdd(actx, []string{"http://" + e4.PeerAddr})
+		_, err := leader.cli.MemberAdd(actx, []string{peerURL(e4.PeerAddr)})
 		cancel()
 		if err == nil {
 			break
@@ -357,7 +357,7 @@ func scaleEtcd(ctx context.Context, cfg config, out io.Writer, etcdBin, dir stri
 		}
 		time.Sleep(time.Second)
 	}
-	c.initial += ",e4=http://" + e4.PeerAddr
+	c.initial += ",e4=" + peerURL(e4.PeerAddr)
 	e4.flags = []string{"--initial-cluster-state", "existing"}
 	t0 = time.Now()
 	if err := c.start(e4); err != nil {
