@@ -64,7 +64,7 @@ func (n *Node) LinearizableRead(ctx context.Context) error {
 	case err := <-ch:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("linearizable read: %w", ctx.Err())
+		return fmt.Errorf("no quorum confirmed a read index in time: %w", ctx.Err())
 	case <-n.done:
 		return n.stoppedErr()
 	}
