@@ -158,12 +158,50 @@ type results struct {
 	Transport string           `json:"transport"`
 	Reads     []lg.ModeSummary `json:"-"`
 	ReadsOut  []figure         `json:"reads,omitempty"`
-	Hot       []hotPair        `json:"lastused,omitempty"`
-	Writes    []writePair      `json:"writes,omitempty"`
-	Failover  []failoverRun    `json:"failover,omitempty"`
-	Scale     []scaleResult    `json:"scale,omitempty"`
+	// ReadCPU is each read mode's CPU per authentication, in µs, split
+	// into the servers (every member of the system asked) and the load
+	// generator: on a saturated two-core machine the throughput ratio is
+	// bounded by the sum, so the split says how far the servers differ.
+	ReadCPU  map[string]cpuSplit `json:"read_cpu_us,omitempty"`
+	Hot      []hotPair           `json:"lastused,omitempty"`
+	Writes   []writePair         `json:"writes,omitempty"`
+	Failover []failoverRun       `json:"failover,omitempty"`
+	Scale    []scaleResult       `json:"scale,omitempty"`
 	// Failed counts tokenstore answers that failed a check: must be 0.
 	Failed int `json:"tokenstore_failures"`
+}
+
+// cpuSplit is CPU per operation in µs.
+type cpuSplit struct {
+	Servers   float64 `json:"servers"`
+	Generator float64 `json:"load_generator"`
+}
+
+// splitCPU sums the CPU of the rounds labelled label per checked answer:
+// the processes named with prefix (the system's members) and the load
+// generator ("compare").
+func splitCPU(rs []lg.RoundResult, label, prefix string) cpuSplit {
+	var ops int
+	var servers, gen time.Duration
+	for _, r := range rs {
+		if r.Label != label {
+			continue
+		}
+		ops += r.OK
+		for name, d := range r.CPU {
+			switch {
+			case name == "compare":
+				gen += d
+			case strings.HasPrefix(name, prefix):
+				servers += d
+			}
+		}
+	}
+	if ops == 0 {
+		return cpuSplit{}
+	}
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(ops) }
+	return cpuSplit{Servers: us(servers), Generator: us(gen)}
 }
 
 // figure is one mode's medians.

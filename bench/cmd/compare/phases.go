@@ -128,6 +128,14 @@ func (e *env) readsPhase(setupCtx, ctx context.Context) error {
 	e.res.Reads = lg.Summarize(rs, labels)
 	lg.PrintMedians(e.out, "mode", "auth/s", e.res.Reads)
 	lg.PrintCPUPerOp(e.out, "authentication", rs, e.procs.Names, labels)
+	e.res.ReadCPU = map[string]cpuSplit{}
+	for i, l := range labels {
+		prefix := "e"
+		if vs[i].tokenstore {
+			prefix = "n"
+		}
+		e.res.ReadCPU[l] = splitCPU(rs, l, prefix)
+	}
 	for _, s := range e.res.Reads {
 		e.res.ReadsOut = append(e.res.ReadsOut, toFigure(s))
 	}

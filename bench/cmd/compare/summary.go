@@ -51,6 +51,10 @@ func printSummary(out io.Writer, r *results) {
 			lg.FmtRate(tl.Rate), lg.FmtRate(el.Rate), ratioOf(tl.Rate, el.Rate))
 		fmt.Fprintf(tw, "      tokenstore bounded vs etcd linearizable Get\t%s vs %s auth/s\t%.2fx\t\n",
 			lg.FmtRate(tb.Rate), lg.FmtRate(el.Rate), ratioOf(tb.Rate, el.Rate))
+		if tc, ec := r.ReadCPU["tokenstore bounded"], r.ReadCPU["etcd serializable"]; tc.Servers > 0 && ec.Servers > 0 {
+			fmt.Fprintf(tw, "      cpu per read, bounded vs serializable: servers / load generator\t%.0f / %.0fµs vs %.0f / %.0fµs\tservers %.2fx less, all %.2fx less\t\n",
+				tc.Servers, tc.Generator, ec.Servers, ec.Generator, ec.Servers/tc.Servers, (ec.Servers+ec.Generator)/(tc.Servers+tc.Generator))
+		}
 	}
 	for _, h := range r.Hot {
 		q := ratioOf(h.Tokenstore.Rate, h.Etcd.Rate)
