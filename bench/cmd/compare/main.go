@@ -181,27 +181,18 @@ type cpuSplit struct {
 // the processes named with prefix (the system's members) and the load
 // generator ("compare").
 func splitCPU(rs []lg.RoundResult, label, prefix string) cpuSplit {
-	var ops int
-	var servers, gen time.Duration
-	for _, r := range rs {
-		if r.Label != label {
-			continue
-		}
-		ops += r.OK
-		for name, d := range r.CPU {
-			switch {
-			case name == "compare":
-				gen += d
-			case strings.HasPrefix(name, prefix):
-				servers += d
-			}
-		}
-	}
+	per, ops := lg.CPUByProcess(rs, label)
 	if ops == 0 {
 		return cpuSplit{}
 	}
+	var servers time.Duration
+	for name, d := range per {
+		if strings.HasPrefix(name, prefix) {
+			servers += d
+		}
+	}
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(ops) }
-	return cpuSplit{Servers: us(servers), Generator: us(gen)}
+	return cpuSplit{Servers: us(servers), Generator: us(per["compare"])}
 }
 
 // figure is one mode's medians.

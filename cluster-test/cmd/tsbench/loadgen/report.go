@@ -140,17 +140,7 @@ func PrintMedians(out io.Writer, kind, unit string, ss []ModeSummary) {
 // successful request over all that mode's rounds: where the time goes.
 func PrintCPUPerOp(out io.Writer, what string, rs []RoundResult, procs, labels []string) {
 	for _, l := range labels {
-		ops := 0
-		per := map[string]time.Duration{}
-		for i := range rs {
-			if rs[i].Label != l {
-				continue
-			}
-			ops += rs[i].OK
-			for p, d := range rs[i].CPU {
-				per[p] += d
-			}
-		}
+		per, ops := CPUByProcess(rs, l)
 		if ops == 0 || len(per) == 0 {
 			continue
 		}
@@ -162,6 +152,22 @@ func PrintCPUPerOp(out io.Writer, what string, rs []RoundResult, procs, labels [
 		}
 		fmt.Fprintf(out, "cpu per %s (%s): %s\n", what, l, strings.Join(parts, ", "))
 	}
+}
+
+// CPUByProcess sums, over the rounds labelled label, each process's CPU
+// time and the checked answers (ops) they served.
+func CPUByProcess(rs []RoundResult, label string) (per map[string]time.Duration, ops int) {
+	per = map[string]time.Duration{}
+	for i := range rs {
+		if rs[i].Label != label {
+			continue
+		}
+		ops += rs[i].OK
+		for p, d := range rs[i].CPU {
+			per[p] += d
+		}
+	}
+	return per, ops
 }
 
 // SampleText formats a round's failure messages for the report.
