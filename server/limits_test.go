@@ -236,7 +236,7 @@ func TestLinearizableAuthenticateWithoutDeadlineIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	id, _ := token.NewID()
+	id, _ := token.NewID(time.Now())
 	secret, _ := token.NewSecret()
 	// The test's own bound, far above --request-timeout, only so a
 	// failure does not hang the run; the request carries no deadline.

@@ -152,7 +152,7 @@ func (t *tokenService) CreateToken(ctx context.Context, req *tokenstorev1.Create
 	user := storedUser(req.GetUser())
 	// An id collision (80 random bits) is refused by apply; try a new one.
 	for attempt := 0; ; attempt++ {
-		id, err := token.NewID()
+		id, err := token.NewID(t.s.clock.Now())
 		if err != nil {
 			return nil, status.Error(codes.Internal, err.Error())
 		}

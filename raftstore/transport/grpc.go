@@ -43,6 +43,13 @@ const (
 	maxMessageBytes  = 64 << 20
 	snapshotChunk    = 1 << 20
 	reconnectBackoff = 100 * time.Millisecond
+	// windowBytes is the HTTP/2 flow-control window of peer connections,
+	// stream and connection alike. Setting it turns off grpc-go's
+	// bandwidth-delay estimation, which pings the sender once per round
+	// trip for as long as data flows: on a raft stream carrying a small
+	// message per Ready that was a ping and its ack per message or two,
+	// each a TLS record and a wakeup on both sides.
+	windowBytes = 4 << 20
 )
 
 // GRPC is a raftstore.Transport over gRPC.
@@ -85,6 +92,8 @@ func (t *GRPC) Start(h raftstore.Handler) error {
 		grpc.MaxSendMsgSize(maxMessageBytes),
 		grpc.ChainUnaryInterceptor(deadlineInterceptor(defaultPeerTimeout)), // limits.go
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.InitialWindowSize(windowBytes),
+		grpc.InitialConnWindowSize(windowBytes),
 	}, t.cfg.ServerOptions...)
 	t.srv = grpc.NewServer(opts...)
 	raftstorev1.RegisterPeerServiceServer(t.srv, peerServer{t: t})
@@ -381,6 +390,8 @@ func (t *GRPC) newPeer(id uint64, addr string) (*peer, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.WithInitialWindowSize(windowBytes),
+		grpc.WithInitialConnWindowSize(windowBytes),
 	}, t.cfg.DialOptions...)
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {

@@ -107,7 +107,7 @@ func buildBenchIndex(path string, n int) benchIndex {
 // benchCreateCommand makes one token as TokenService.CreateToken does and returns
 // its bearer and the encoded Command.
 func benchCreateCommand(user string) (bearer string, payload []byte, err error) {
-	id, err := token.NewID()
+	id, err := token.NewID(time.Now())
 	if err != nil {
 		return "", nil, err
 	}
@@ -192,7 +192,7 @@ func BenchmarkAuthenticateValidParallel(b *testing.B) {
 // the index: a parse and a lookup, no hash.
 func BenchmarkAuthenticateUnknownID(b *testing.B) {
 	f := benchIndexFor(b)
-	id, err := token.NewID()
+	id, err := token.NewID(time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

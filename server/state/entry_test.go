@@ -15,7 +15,7 @@ import (
 func TestEntryKeepsWholeUserAndSharesGroups(t *testing.T) {
 	f := newFixture(t)
 	a, b := f.create("alice", 0), f.create("bob", 0)
-	id, _ := token.NewID()
+	id, _ := token.NewID(time.Now())
 	secret, _ := token.NewSecret()
 	salt, _ := token.NewSalt()
 	h := token.Hash(salt, secret)

@@ -209,7 +209,7 @@ func TestMatchAudiences(t *testing.T) {
 
 func TestAudienceBoundToken(t *testing.T) {
 	f := newFixture(t)
-	id, _ := token.NewID()
+	id, _ := token.NewID(time.Now())
 	secret, _ := token.NewSecret()
 	salt, _ := token.NewSalt()
 	h := token.Hash(salt, secret)
@@ -302,7 +302,7 @@ func TestImportedTokenConcurrentUse(t *testing.T) {
 // than tokenstore writes still authenticates (held outside the entry).
 func TestNativeHashOfOtherSizes(t *testing.T) {
 	f := newFixture(t)
-	id, _ := token.NewID()
+	id, _ := token.NewID(time.Now())
 	secret, _ := token.NewSecret()
 	salt := []byte("short")
 	h := token.Hash(salt, secret)

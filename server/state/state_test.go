@@ -66,7 +66,7 @@ type created struct {
 
 func (f *fixture) create(user string, expires int64) created {
 	f.t.Helper()
-	id, _ := token.NewID()
+	id, _ := token.NewID(time.Now())
 	secret, _ := token.NewSecret()
 	salt, _ := token.NewSalt()
 	h := token.Hash(salt, secret)

@@ -26,7 +26,7 @@ type etcdSet struct {
 
 // newRecord makes the record of a new token for user, as CreateToken does.
 func newRecord(user string) (id, secret string, val []byte, err error) {
-	if id, err = token.NewID(); err != nil {
+	if id, err = token.NewID(time.Now()); err != nil {
 		return
 	}
 	if secret, err = token.NewSecret(); err != nil {

@@ -41,7 +41,7 @@ func main() {
 }
 
 func command(user string) ([]byte, error) {
-	id, err := token.NewID()
+	id, err := token.NewID(time.Now())
 	if err != nil {
 		return nil, err
 	}
