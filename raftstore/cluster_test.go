@@ -113,8 +113,13 @@ type member struct {
 	id   uint64
 	dir  string
 	addr string
-	sm   *kv
-	node *raftstore.Node
+	// listener is the peer listener made with the address, held open
+	// until the first start: closing it and listening again later let
+	// another member's outgoing connection take the port in between
+	// ("address already in use").
+	listener net.Listener
+	sm       *kv
+	node     *raftstore.Node
 }
 
 type cluster struct {
@@ -139,9 +144,8 @@ func newCluster(t *testing.T, n int, snapshotCount uint64) *cluster {
 			t.Fatal(err)
 		}
 		addr := l.Addr().String()
-		l.Close()
 		name := "n" + strconv.Itoa(i+1)
-		m := &member{name: name, id: raftstore.MemberID("test", name), dir: filepath.Join(root, name), addr: addr}
+		m := &member{name: name, id: raftstore.MemberID("test", name), dir: filepath.Join(root, name), addr: addr, listener: l}
 		c.members = append(c.members, m)
 		c.initial = append(c.initial, &raftstorev1.Member{Name: name, Id: m.id, PeerAddress: addr})
 	}
@@ -161,9 +165,13 @@ func newCluster(t *testing.T, n int, snapshotCount uint64) *cluster {
 
 func (c *cluster) start(m *member) {
 	c.t.Helper()
-	l, err := net.Listen("tcp", m.addr)
-	if err != nil {
-		c.t.Fatalf("listen %s: %v", m.addr, err)
+	l := m.listener
+	m.listener = nil
+	if l == nil {
+		var err error
+		if l, err = net.Listen("tcp", m.addr); err != nil {
+			c.t.Fatalf("listen %s: %v", m.addr, err)
+		}
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {

@@ -18,9 +18,13 @@ import (
 
 func (c *cluster) startJoiner(m *member, join []*raftstorev1.Member) {
 	c.t.Helper()
-	l, err := net.Listen("tcp", m.addr)
-	if err != nil {
-		c.t.Fatal(err)
+	l := m.listener
+	m.listener = nil
+	if l == nil {
+		var err error
+		if l, err = net.Listen("tcp", m.addr); err != nil {
+			c.t.Fatal(err)
+		}
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tr := transport.New(transport.Config{ClusterID: c.cid, LocalID: m.id, Listener: l, Logger: logger})
@@ -63,9 +67,8 @@ func TestJoinCatchUpAutoPromoteAndRemove(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		last = put(t, l, "k"+string(rune('a'+i%26)), "v")
 	}
-	probe := mustListen(t)
+	probe := mustListen(t) // n4's peer listener, open until it starts
 	addr := probe.Addr().String()
-	probe.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// Ask a follower: HandleJoin works from any member.
@@ -85,7 +88,7 @@ func TestJoinCatchUpAutoPromoteAndRemove(t *testing.T) {
 	if _, err := f.node.HandleJoin(ctx, &raftstorev1.JoinRequest{ClusterId: c.cid + 1, Name: "n5", PeerAddress: addr}); err == nil {
 		t.Fatal("join with another cluster id accepted")
 	}
-	m4 := &member{name: "n4", id: resp.GetMemberId(), dir: filepath.Join(t.TempDir(), "n4"), addr: addr}
+	m4 := &member{name: "n4", id: resp.GetMemberId(), dir: filepath.Join(t.TempDir(), "n4"), addr: addr, listener: probe}
 	c.startJoiner(m4, resp.GetMembers())
 	waitApplied(t, m4, last.Index)
 	if m4.sm.len() == 0 {
