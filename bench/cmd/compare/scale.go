@@ -14,7 +14,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
 	lg "github.com/tokenstore/tokenstore/cluster-test/cmd/tsbench/loadgen"
@@ -276,7 +275,7 @@ func scaleEtcd(ctx context.Context, cfg config, out io.Writer, etcdBin, dir stri
 	}
 	var clis []*clientv3.Client
 	for i := 0; i < 8; i++ {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{leader.ClientAddr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		cli, err := c.tls.newClient(leader.ClientAddr)
 		if err != nil {
 			return r, err
 		}
@@ -306,7 +305,7 @@ func scaleEtcd(ctx context.Context, cfg config, out io.Writer, etcdBin, dir stri
 	r.LoadSecs, r.LoadRate = took.Seconds(), float64(cfg.scaleTokens)/took.Seconds()
 	readAt := func(m *etcdMember) func(context.Context) bool {
 		return func(ctx context.Context) bool {
-			cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientAddr}, DialTimeout: time.Second, Logger: zap.NewNop()})
+			cli, err := c.tls.newClient(m.ClientAddr)
 			if err != nil {
 				return false
 			}
@@ -363,7 +362,33 @@ func scaleEtcd(ctx context.Context, cfg config, out io.Writer, etcdBin, dir stri
 	if err := c.start(e4); err != nil {
 		return r, err
 	}
+	// An idle etcd 3.7 cluster never lets a member that joined by snapshot
+	// serve: applySnapshot advances the apply loop's index but not the
+	// server's applied index, so the new member's own registration (its
+	// "publish", which gates serving clients) is refused as "too many
+	// requests" (committed index more than 5,000 ahead of applied) until
+	// some later entry is applied. A production cluster always has writes;
+	// one small Put every 50 ms here stands in for them.
+	nctx, stopNudge := context.WithCancel(ctx)
+	nudged := make(chan struct{})
+	go func() {
+		defer close(nudged)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-nctx.Done():
+				return
+			case <-tick.C:
+			}
+			pctx, cancel := context.WithTimeout(nctx, time.Second)
+			_, _ = leader.cli.Put(pctx, "bench/nudge", strconv.Itoa(n))
+			cancel()
+		}
+	}()
 	d, err = pollUntil(ctx, t0, 10*time.Minute, readAt(e4))
+	stopNudge()
+	<-nudged
 	if err != nil {
 		return r, fmt.Errorf("new member: %w\n%s", err, logTail(e4.LogPath, 15))
 	}
