@@ -79,7 +79,7 @@ run: build
 bench: build
 	./scripts/bench.sh
 
-# bench-scale stores 1,000,000 tokens in tokenstore and in etcd (about 15
+# bench-scale stores 1,000,000 tokens in tokenstore and in etcd (about 6
 # minutes): memory per member, restart and catch-up times.
 bench-scale: build
 	./scripts/bench.sh -scale

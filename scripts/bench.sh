@@ -15,7 +15,7 @@
 #     module so the product never depends on etcd): reads, hot-token
 #     lastUsedAt, writes and failover, tokenstore and etcd alternating.
 #
-#   ./scripts/bench.sh                       # all three, default sizes (about 14 minutes)
+#   ./scripts/bench.sh                       # all three, default sizes (about 10 minutes)
 #   ./scripts/bench.sh -duration 5s -rounds 3  # arguments go to tsbench, as before
 #   COMPARE_ARGS='-rounds 3' ./scripts/bench.sh  # and COMPARE_ARGS to the comparison
 #   ./scripts/bench.sh -scale                # only the 1,000,000-token scale run (make bench-scale)
