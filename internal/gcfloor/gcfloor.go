@@ -105,18 +105,28 @@ func (t *tuner) afterGC() {
 	t.arm()
 }
 
+// heapMinimum is the runtime's smallest heap goal at GOGC=100 (its
+// defaultHeapMinimum); the runtime scales it by GOGC/100 like the rest of
+// the goal.
+const heapMinimum = 4 << 20
+
 // Percent is the GC percent that puts the heap goal at floor, or base when
 // base already puts it at or above the floor. The runtime's goal is
-// live + (live + roots) × percent/100, where roots are the goroutine stacks
-// and globals it scans (Go 1.18+): leaving them out would multiply the
-// stacks of a few thousand goroutines by a large percent and overshoot the
-// floor.
+// max(live + (live + roots) × percent/100, 4 MiB × percent/100), where roots
+// are the goroutine stacks and globals it scans (Go 1.18+): leaving them
+// out would multiply the stacks of a few thousand goroutines by a large
+// percent and overshoot the floor. The second term is the runtime's heap
+// minimum, which it scales by the percent too: a member whose live heap is
+// a few MiB (just started, or serving a small data set) would otherwise
+// get a goal of up to three times the floor (383 MiB for a 128 MiB floor
+// with 1 MiB live, measured; TestRuntimeGoalIsTheFloor).
 func Percent(live, roots, floor uint64, base int) int {
 	scan := max(live+roots, 1)
 	if live+scan*uint64(base)/100 >= floor {
 		return base
 	}
-	return int((floor - live) * 100 / scan)
+	p := (floor - live) * 100 / scan
+	return int(min(p, floor*100/heapMinimum))
 }
 
 // cgroupLimit reads a cgroup v2 memory.max file: a byte count, or "max"

@@ -24,7 +24,8 @@ func TestPercent(t *testing.T) {
 		{live: 128 * mib, floor: 256 * mib, base: 100, want: 100},                  // GOGC already reaches the floor
 		{live: 193 * mib, roots: mib, floor: 256 * mib, base: 100, want: 100},      // a million tokens: unchanged
 		{live: 100 * mib, floor: 256 * mib, base: 200, want: 200},
-		{live: 0, floor: 256 * mib, base: 100, want: 256 * mib * 100},
+		{live: mib, floor: 128 * mib, base: 100, want: 3200}, // 1 MiB live: the runtime's heap minimum (4 MiB × percent) decides
+		{live: 0, floor: 256 * mib, base: 100, want: 6400},
 	} {
 		if got := Percent(tc.live, tc.roots, tc.floor, tc.base); got != tc.want {
 			t.Errorf("Percent(%d MiB live, %d MiB roots, %d MiB floor, GOGC %d) = %d, want %d", tc.live/mib, tc.roots/mib, tc.floor/mib, tc.base, got, tc.want)
@@ -86,4 +87,28 @@ func TestRunRaisesAndRestores(t *testing.T) {
 	waitGOGC(t, "after Run", func(p uint64) bool { return p > 100 })
 	cancel()
 	waitGOGC(t, "after the context ended", func(p uint64) bool { return p == 100 })
+}
+
+// TestRuntimeGoalIsTheFloor asks the runtime itself: with a live heap far
+// smaller than the runtime's 4 MiB heap minimum, the goal that Percent's
+// answer gives must be the floor, not a multiple of it (the minimum is
+// scaled by the percent too; before Percent allowed for that, a 128 MiB
+// floor gave a 383 MiB goal here).
+func TestRuntimeGoalIsTheFloor(t *testing.T) {
+	base := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(base)
+	const floor = 128 << 20
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}, {Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(s)
+	live, roots := s[0].Value.Uint64(), s[1].Value.Uint64()+s[2].Value.Uint64()
+	if live >= heapMinimum {
+		t.Skipf("live heap %d bytes is not below the runtime's heap minimum: nothing to check", live)
+	}
+	debug.SetGCPercent(Percent(live, roots, floor, 100))
+	metrics.Read(s)
+	goal := s[3].Value.Uint64()
+	if goal < floor*9/10 || goal > floor*11/10 {
+		t.Fatalf("live %d KiB, roots %d KiB: heap goal %d MiB, want the %d MiB floor (within 10%%)", live>>10, roots>>10, goal>>20, floor>>20)
+	}
 }
