@@ -93,7 +93,7 @@ func TestRunRaisesAndRestores(t *testing.T) {
 // smaller than the runtime's 4 MiB heap minimum, the goal that Percent's
 // answer gives must be the floor, not a multiple of it (the minimum is
 // scaled by the percent too; before Percent allowed for that, a 128 MiB
-// floor gave a 383 MiB goal here).
+// floor gave a 1,586 MiB goal here, with 147 KiB live).
 func TestRuntimeGoalIsTheFloor(t *testing.T) {
 	base := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(base)
