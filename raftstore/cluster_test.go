@@ -415,6 +415,31 @@ func TestLeaderKilledClusterContinues(t *testing.T) {
 	}
 }
 
+// TestProposalAtFollowerOutlivesTheLeadersDeath proposes at a follower
+// right after the leader stopped, before any election: raft forwards the
+// proposal to the dead leader, the transport cannot send it and hands it
+// back (ReportUndelivered), and the follower proposes it again to the next
+// leader instead of waiting out its deadline for an outcome it cannot know.
+func TestProposalAtFollowerOutlivesTheLeadersDeath(t *testing.T) {
+	c := newCluster(t, 3, 1000)
+	l := c.leader()
+	f := c.follower()
+	put(t, f, "warm", "1") // the follower's stream to the leader is open
+	c.stop(l)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	start := time.Now()
+	r, err := f.node.Propose(ctx, []byte("after=1"))
+	if err != nil {
+		t.Fatalf("propose at %s after the leader %s stopped: %v (after %v)", f.name, l.name, err, time.Since(start))
+	}
+	t.Logf("applied at index %d after %v; proposals handed to raft again: %d",
+		r.Index, time.Since(start).Round(time.Millisecond), f.node.Metrics().ProposalsResubmitted.Load())
+	if v, _ := f.sm.get("after"); v != "1" {
+		t.Fatalf("%s has after=%q", f.name, v)
+	}
+}
+
 func TestDataDirOfAnotherMemberIsRefused(t *testing.T) {
 	c := newCluster(t, 3, 1000)
 	a, b := c.members[0], c.members[1]

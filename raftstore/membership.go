@@ -173,7 +173,7 @@ func (n *Node) changeConf(ctx context.Context, cc *raftpb.ConfChange, done func(
 		if done(n.confStateCopy()) {
 			return nil
 		}
-		id, ch := n.proposals.register()
+		id, w := n.proposals.register()
 		cc.Id = proto.Uint64(id)
 		if err := n.submit(ctx, func(ctx context.Context) error { return n.raft.ProposeConfChange(ctx, cc) }); err != nil {
 			n.proposals.cancel(id)
@@ -183,7 +183,7 @@ func (n *Node) changeConf(ctx context.Context, cc *raftpb.ConfChange, done func(
 		// look again after a couple of election timeouts.
 		t := time.NewTimer(2 * n.cfg.electionTimeout())
 		select {
-		case <-ch:
+		case <-w.result:
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()

@@ -28,6 +28,10 @@ type Metrics struct {
 	// before the deadline, outcome unknown, too large, stopped).
 	ProposalsCommitted atomic.Uint64
 	ProposalsFailed    atomic.Uint64
+	// ProposalsResubmitted counts proposals handed to raft again because
+	// the transport dropped their forwarding to the leader unsent
+	// (Node.ReportUndelivered).
+	ProposalsResubmitted atomic.Uint64
 	// EntriesApplied counts log entries applied to the state database
 	// (replays after a restart not included).
 	EntriesApplied atomic.Uint64

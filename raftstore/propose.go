@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
 	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
@@ -37,7 +38,17 @@ type Result struct {
 type proposals struct {
 	next    atomic.Uint64
 	mu      sync.Mutex
-	waiters map[uint64]chan Result
+	waiters map[uint64]*waiter
+}
+
+// waiter is one Propose call waiting for its entry.
+type waiter struct {
+	// result receives what applying the entry returned; closed when the
+	// node stops.
+	result chan Result
+	// undelivered is signalled when the transport dropped the entry's
+	// forwarding to the leader without sending it (ReportUndelivered).
+	undelivered chan struct{}
 }
 
 func (p *proposals) init(memberID uint64) {
@@ -47,19 +58,32 @@ func (p *proposals) init(memberID uint64) {
 	// flight; a random start keeps a restarted member from matching an old
 	// entry of its previous life.
 	p.next.Store(binary.BigEndian.Uint64(b[:]) >> 1)
-	p.waiters = make(map[uint64]chan Result)
+	p.waiters = make(map[uint64]*waiter)
 }
 
-func (p *proposals) register() (uint64, chan Result) {
+func (p *proposals) register() (uint64, *waiter) {
 	id := p.next.Add(1)
 	if id == 0 {
 		id = p.next.Add(1)
 	}
-	ch := make(chan Result, 1)
+	w := &waiter{result: make(chan Result, 1), undelivered: make(chan struct{}, 1)}
 	p.mu.Lock()
-	p.waiters[id] = ch
+	p.waiters[id] = w
 	p.mu.Unlock()
-	return id, ch
+	return id, w
+}
+
+// undelivered tells the waiter of request id, if any, that its entry was
+// dropped unsent.
+func (p *proposals) undelivered(id uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w, ok := p.waiters[id]; ok {
+		select {
+		case w.undelivered <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (p *proposals) cancel(id uint64) {
@@ -75,8 +99,8 @@ func (p *proposals) deliver(rs []appliedResult) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, r := range rs {
-		if ch, ok := p.waiters[r.requestID]; ok {
-			ch <- r.result
+		if w, ok := p.waiters[r.requestID]; ok {
+			w.result <- r.result
 			delete(p.waiters, r.requestID)
 		}
 	}
@@ -85,8 +109,8 @@ func (p *proposals) deliver(rs []appliedResult) {
 func (p *proposals) failAll(error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for id, ch := range p.waiters {
-		close(ch)
+	for id, w := range p.waiters {
+		close(w.result)
 		delete(p.waiters, id)
 	}
 }
@@ -96,11 +120,14 @@ func (p *proposals) failAll(error) {
 // may propose; raft forwards to the leader.
 //
 // When no leader is known the proposal is retried until ctx ends (it cannot
-// have entered any log). Once raft has taken it, it is never re-proposed:
-// if ctx ends first the error wraps ErrOutcomeUnknown.
+// have entered any log). Once raft has taken it, it is proposed again only
+// if the transport reports that its forwarding to the leader was dropped
+// unsent (ReportUndelivered: a leader that just died), so it can never be
+// applied twice; otherwise, if ctx ends first, the error wraps
+// ErrOutcomeUnknown.
 func (n *Node) Propose(ctx context.Context, payload []byte) (_ Result, err error) {
 	defer func() { n.metrics.proposalDone(err) }()
-	id, ch := n.proposals.register()
+	id, w := n.proposals.register()
 	defer n.proposals.cancel(id)
 	data, err := proto.Marshal(&raftstorev1.Entry{
 		Format:    entryFormatCommand,
@@ -114,19 +141,71 @@ func (n *Node) Propose(ctx context.Context, payload []byte) (_ Result, err error
 	if len(data) > n.cfg.MaxProposalBytes {
 		return Result{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), n.cfg.MaxProposalBytes)
 	}
-	if err := n.submit(ctx, func(ctx context.Context) error { return n.raft.Propose(ctx, data) }); err != nil {
-		return Result{}, err
-	}
-	select {
-	case r, ok := <-ch:
-		if !ok {
+	for {
+		leaderChanged := n.leaderChanged()
+		if err := n.submit(ctx, func(ctx context.Context) error { return n.raft.Propose(ctx, data) }); err != nil {
+			return Result{}, err
+		}
+		select {
+		case r, ok := <-w.result:
+			if !ok {
+				return Result{}, n.stoppedErr()
+			}
+			return r, nil
+		case <-w.undelivered:
+			// Forwarded to a leader this member cannot reach, and never
+			// sent: no log holds it. Propose it again once the leader
+			// changes, or after a tick (raft forwards to the same leader
+			// until an election says otherwise).
+			n.metrics.ProposalsResubmitted.Add(1)
+			if err := n.pause(ctx, leaderChanged); err != nil {
+				return Result{}, err
+			}
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("%w: %v", ErrOutcomeUnknown, ctx.Err())
+		case <-n.done:
 			return Result{}, n.stoppedErr()
 		}
-		return r, nil
+	}
+}
+
+// pause waits for leaderChanged to close or one tick. An error means ctx
+// ended (ErrOutcomeUnknown: an earlier attempt may be in flight elsewhere)
+// or the node stopped.
+func (n *Node) pause(ctx context.Context, leaderChanged <-chan struct{}) error {
+	t := time.NewTimer(n.cfg.TickInterval)
+	defer t.Stop()
+	select {
+	case <-leaderChanged:
+	case <-t.C:
 	case <-ctx.Done():
-		return Result{}, fmt.Errorf("%w: %v", ErrOutcomeUnknown, ctx.Err())
+		return fmt.Errorf("%w: %v", ErrOutcomeUnknown, ctx.Err())
 	case <-n.done:
-		return Result{}, n.stoppedErr()
+		return n.stoppedErr()
+	}
+	return nil
+}
+
+// ReportUndelivered implements Handler: msgs are messages the transport
+// dropped without writing them to any connection. Proposals of this member
+// among them reached no log, and their callers propose them again.
+func (n *Node) ReportUndelivered(msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		if m.GetType() != raftpb.MessageType_MsgProp {
+			continue
+		}
+		for _, e := range m.GetEntries() {
+			if e.GetType() != raftpb.EntryType_EntryNormal || len(e.GetData()) == 0 {
+				continue
+			}
+			var env raftstorev1.Entry
+			if err := proto.Unmarshal(e.GetData(), &env); err != nil {
+				continue
+			}
+			if env.GetFormat() == entryFormatCommand && env.GetProposer() == n.cfg.ID {
+				n.proposals.undelivered(env.GetRequestId())
+			}
+		}
 	}
 }
 

@@ -44,6 +44,12 @@ type Handler interface {
 	// ReportUnreachable and ReportSnapshot feed delivery outcomes to raft.
 	ReportUnreachable(id uint64)
 	ReportSnapshot(id uint64, ok bool)
+	// ReportUndelivered hands back messages the transport dropped without
+	// writing them to any connection (full queue, no stream, a send that
+	// failed). A transport reports only messages it knows were not sent,
+	// never one that may have been: a forwarded proposal reported here
+	// reached no log and may be proposed again.
+	ReportUndelivered(msgs []*raftpb.Message)
 	// Status reports this member's view of itself.
 	Status() *MemberStatus
 	// HandleJoin adds a new member that asked to join (see Node.HandleJoin).

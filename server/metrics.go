@@ -180,6 +180,7 @@ func (m *metrics) registerRaft(n *raftstore.Node) {
 		counter("tokenstore_raft_leader_changes_total", "Times this member saw a new leader elected.", &rm.LeaderChanges),
 		counter("tokenstore_raft_proposals_committed_total", "Proposals of this member (token writes, lastUsedAt batches) committed and applied.", &rm.ProposalsCommitted),
 		counter("tokenstore_raft_proposals_failed_total", "Proposals of this member that failed: no leader before the deadline, outcome unknown, too large, or the member stopped.", &rm.ProposalsFailed),
+		counter("tokenstore_raft_proposals_resubmitted_total", "Proposals of this member handed to raft again because their forwarding to the leader was dropped unsent (a leader that had just died).", &rm.ProposalsResubmitted),
 		counter("tokenstore_raft_entries_applied_total", "Raft entries applied to the state database.", &rm.EntriesApplied),
 		counter("tokenstore_raft_snapshots_taken_total", "Snapshots taken locally (the log is compacted behind each).", &rm.SnapshotsTaken),
 		counter("tokenstore_raft_snapshot_sends_total", "Snapshot transfers to lagging members started by this member.", &rm.SnapshotSends),

@@ -180,8 +180,12 @@ func (t *GRPC) Send(msgs []*raftpb.Message) {
 		select {
 		case p.queue <- m:
 		default:
-			// Queue full: drop. raft resends what it needs.
+			// Queue full: drop. raft resends what it needs; a forwarded
+			// proposal goes back to its proposer (ReportUndelivered).
 			go t.h.ReportUnreachable(m.GetTo())
+			if m.GetType() == raftpb.MessageType_MsgProp {
+				go t.h.ReportUndelivered([]*raftpb.Message{m})
+			}
 		}
 	}
 }
@@ -428,6 +432,9 @@ func (p *peer) run() {
 		}
 		batch := [][]byte{}
 		size := 0
+		// props are the batch's forwarded proposals, handed back to the
+		// node if the batch is dropped unsent.
+		var props []*raftpb.Message
 		add := func(m *raftpb.Message) {
 			b, err := proto.Marshal(m)
 			if err != nil {
@@ -436,6 +443,9 @@ func (p *peer) run() {
 			}
 			batch = append(batch, b)
 			size += len(b)
+			if m.GetType() == raftpb.MessageType_MsgProp {
+				props = append(props, m)
+			}
 		}
 		add(first)
 	fill:
@@ -450,12 +460,18 @@ func (p *peer) run() {
 		if stream == nil {
 			s, err := p.client.Stream(p.ctx)
 			if err != nil {
+				p.undelivered(props)
 				p.failed(err, &lastErr)
 				continue
 			}
 			stream = s
 		}
 		if err := stream.Send(&raftstorev1.StreamRequest{ClusterId: p.t.cfg.ClusterID, From: p.t.cfg.LocalID, Messages: batch}); err != nil {
+			// A failed Send handed nothing to the connection (grpc-go
+			// queues a message whole or returns an error), so the batch
+			// is undelivered; what earlier Sends queued may be lost too,
+			// but may also have arrived, and is not reported.
+			p.undelivered(props)
 			// The real cause is in the stream's status.
 			if _, rerr := stream.CloseAndRecv(); rerr != nil {
 				err = rerr
@@ -492,12 +508,25 @@ func (p *peer) failed(err error, lastErr *string) {
 	case <-t.C:
 	case <-p.ctx.Done():
 	}
+	var props []*raftpb.Message
 	for {
 		select {
-		case <-p.queue:
+		case m := <-p.queue:
+			if m.GetType() == raftpb.MessageType_MsgProp {
+				props = append(props, m)
+			}
 		default:
+			p.undelivered(props)
 			return
 		}
+	}
+}
+
+// undelivered hands forwarded proposals that were never sent back to the
+// node, so their proposers need not wait for their deadline.
+func (p *peer) undelivered(props []*raftpb.Message) {
+	if len(props) > 0 && p.ctx.Err() == nil {
+		p.t.h.ReportUndelivered(props)
 	}
 }
 

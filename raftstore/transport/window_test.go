@@ -47,6 +47,7 @@ func (r *receiver) ReceiveSnapshot(context.Context, *raftpb.Message, io.Reader, 
 }
 func (r *receiver) OpenSnapshot(*raftpb.Message) (*raftstore.SnapshotStream, error) { return nil, nil }
 func (r *receiver) ReportUnreachable(uint64)                                        {}
+func (r *receiver) ReportUndelivered([]*raftpb.Message)                             {}
 func (r *receiver) ReportSnapshot(uint64, bool)                                     {}
 func (r *receiver) Status() *raftstore.MemberStatus                                 { return &raftstore.MemberStatus{} }
 func (r *receiver) HandleJoin(context.Context, *raftstorev1.JoinRequest) (*raftstorev1.JoinResponse, error) {
