@@ -16,6 +16,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
 	"github.com/tokenstore/tokenstore/raftstore"
@@ -426,6 +427,21 @@ func TestProposalAtFollowerOutlivesTheLeadersDeath(t *testing.T) {
 	f := c.follower()
 	put(t, f, "warm", "1") // the follower's stream to the leader is open
 	c.stop(l)
+	// Propose once the follower's transport has seen the connection go (as
+	// it does within microseconds of a SIGKILL): a message queued before
+	// that may have reached the leader and rightly stays "outcome unknown".
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pctx, pcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err := f.node.PeerStatus(pctx, l.id)
+		pcancel()
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still reaches the stopped %s", f.name, l.name)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -437,6 +453,56 @@ func TestProposalAtFollowerOutlivesTheLeadersDeath(t *testing.T) {
 		r.Index, time.Since(start).Round(time.Millisecond), f.node.Metrics().ProposalsResubmitted.Load())
 	if v, _ := f.sm.get("after"); v != "1" {
 		t.Fatalf("%s has after=%q", f.name, v)
+	}
+}
+
+// TestProposalReachingAMemberWithoutLeaderIsHandedBack delivers a forwarded
+// proposal to a member that knows no leader (cut off, in an election), as
+// when a follower's proposal reaches a leader that was restarted at once.
+// raft there would drop it unseen; the member must hand it back to its
+// proposer instead of stepping it.
+func TestProposalReachingAMemberWithoutLeaderIsHandedBack(t *testing.T) {
+	c := newCluster(t, 3, 1000)
+	l := c.leader()
+	var f, x *member
+	for _, m := range c.members {
+		if m != l {
+			if f == nil {
+				f = m
+			} else {
+				x = m
+			}
+		}
+	}
+	c.net.isolate(x.id, true)
+	deadline := time.Now().Add(10 * time.Second)
+	for x.node.Leader() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still follows %016x while cut off", x.name, x.node.Leader())
+		}
+		time.Sleep(10 * time.Millisecond) // polling raft state: there is no event to wait on
+	}
+	data, undelivered, err := f.node.PendingProposalForTest([]byte("k=v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &raftpb.Message{Type: raftpb.MessageType_MsgProp.Enum(), From: proto.Uint64(f.id), To: proto.Uint64(x.id),
+		Entries: []*raftpb.Entry{{Type: raftpb.EntryType_EntryNormal.Enum(), Data: data}}}
+	// Process must not wait for a leader either: raft takes no proposal
+	// without one, and the caller is a peer stream's receive loop.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := x.node.Process(ctx, m); err != nil {
+		t.Fatalf("Process at %s after %v: %v", x.name, time.Since(start), err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Process at %s blocked for %v", x.name, d)
+	}
+	select {
+	case <-undelivered:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s did not hand the proposal back to %s", x.name, f.name)
 	}
 }
 

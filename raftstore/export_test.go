@@ -1,5 +1,11 @@
 package raftstore
 
+import (
+	"google.golang.org/protobuf/proto"
+
+	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
+)
+
 // Crash stops the node the way a SIGKILL leaves its data directory: the
 // loops stop, the open state database batch is dropped uncommitted (an
 // uncommitted bbolt transaction writes nothing to the file), and the
@@ -25,4 +31,14 @@ func (n *Node) DurableIndex() uint64 {
 	n.stateMu.RLock()
 	defer n.stateMu.RUnlock()
 	return n.state.batch.durable.Load()
+}
+
+// PendingProposalForTest registers a proposal of payload at n without
+// handing it to raft, as Propose does before submitting it: it returns the
+// raft entry data and a channel signalled when the proposal is handed back
+// as undelivered.
+func (n *Node) PendingProposalForTest(payload []byte) (data []byte, undelivered <-chan struct{}, err error) {
+	id, w := n.proposals.register()
+	data, err = proto.Marshal(&raftstorev1.Entry{Format: entryFormatCommand, RequestId: id, Proposer: n.cfg.ID, Payload: payload})
+	return data, w.undelivered, err
 }

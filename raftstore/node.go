@@ -103,6 +103,7 @@ func Open(c Config) (*Node, error) {
 		done:     make(chan struct{}),
 		forwards: map[string]ForwardFunc{},
 	}
+	n.forwards[forwardProposalsDropped] = n.handleProposalsDropped
 	n.raftState.Store(raft.StateFollower)
 	n.confirmed.Store(-int64(time.Hour))
 	n.proposals.init(cfg.ID)
@@ -546,6 +547,9 @@ func (n *Node) PeerStatus(ctx context.Context, id uint64) (*MemberStatus, error)
 
 // Process implements Handler.
 func (n *Node) Process(ctx context.Context, m *raftpb.Message) error {
+	if m.GetType() == raftpb.MessageType_MsgProp {
+		return n.stepProposal(ctx, m) // undelivered.go
+	}
 	return n.raft.Step(ctx, m)
 }
 

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3"
-	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
 	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
@@ -121,10 +120,10 @@ func (p *proposals) failAll(error) {
 //
 // When no leader is known the proposal is retried until ctx ends (it cannot
 // have entered any log). Once raft has taken it, it is proposed again only
-// if the transport reports that its forwarding to the leader was dropped
-// unsent (ReportUndelivered: a leader that just died), so it can never be
-// applied twice; otherwise, if ctx ends first, the error wraps
-// ErrOutcomeUnknown.
+// when it is handed back as certainly undelivered (undelivered.go: the
+// transport never sent its forwarding to the leader, or the member it
+// reached did not step it), so it can never be applied twice; otherwise,
+// if ctx ends first, the error wraps ErrOutcomeUnknown.
 func (n *Node) Propose(ctx context.Context, payload []byte) (_ Result, err error) {
 	defer func() { n.metrics.proposalDone(err) }()
 	id, w := n.proposals.register()
@@ -153,10 +152,9 @@ func (n *Node) Propose(ctx context.Context, payload []byte) (_ Result, err error
 			}
 			return r, nil
 		case <-w.undelivered:
-			// Forwarded to a leader this member cannot reach, and never
-			// sent: no log holds it. Propose it again once the leader
-			// changes, or after a tick (raft forwards to the same leader
-			// until an election says otherwise).
+			// Handed back: no log holds it. Propose it again once the
+			// leader changes, or after a tick (raft forwards to the same
+			// leader until an election says otherwise).
 			n.metrics.ProposalsResubmitted.Add(1)
 			if err := n.pause(ctx, leaderChanged); err != nil {
 				return Result{}, err
@@ -184,29 +182,6 @@ func (n *Node) pause(ctx context.Context, leaderChanged <-chan struct{}) error {
 		return n.stoppedErr()
 	}
 	return nil
-}
-
-// ReportUndelivered implements Handler: msgs are messages the transport
-// dropped without writing them to any connection. Proposals of this member
-// among them reached no log, and their callers propose them again.
-func (n *Node) ReportUndelivered(msgs []*raftpb.Message) {
-	for _, m := range msgs {
-		if m.GetType() != raftpb.MessageType_MsgProp {
-			continue
-		}
-		for _, e := range m.GetEntries() {
-			if e.GetType() != raftpb.EntryType_EntryNormal || len(e.GetData()) == 0 {
-				continue
-			}
-			var env raftstorev1.Entry
-			if err := proto.Unmarshal(e.GetData(), &env); err != nil {
-				continue
-			}
-			if env.GetFormat() == entryFormatCommand && env.GetProposer() == n.cfg.ID {
-				n.proposals.undelivered(env.GetRequestId())
-			}
-		}
-	}
 }
 
 // submit hands a proposal to raft, waiting for a leader while raft refuses

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Starts a local three-member tokenstore cluster on loopback with data under
 # ./data/<name> and logs in ./data/<name>.log. Ctrl-C stops all three.
-# A member that dies after it has run for a while (kill -9 one to watch a
-# failover) is started again 5 s later, as a StatefulSet or systemd would,
-# and catches up from the others; one that dies within its first 10 s is
-# left down, so a bad flag or a port in use ends the run instead of
-# looping.
+# A member killed by a signal (kill -9 one to watch a failover), or one that
+# fails after running for a while, is started again 5 s later, as a
+# StatefulSet or systemd would, and catches up from the others. One that
+# fails within its first 10 s is left down, so a bad flag or a port in use
+# ends the run instead of looping; one that stops cleanly (exit 0, as on
+# Ctrl-C) stays stopped.
 # Members serve TLS with certificates --dev generates from one local CA in
 # ./data/ca (with an admin client certificate beside it); ./data/tokenctl.env
 # points tokenctl at them.
@@ -40,11 +41,24 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-# supervise runs member n$1 and starts it again when it dies after running
-# at least MIN_UPTIME seconds. On TERM it stops the member and waits for it.
+# stop_child sends the supervised member TERM and returns once it has
+# exited (a wait interrupted by another signal is waited again).
+stop_child() {
+  kill -TERM "$child" 2>/dev/null
+  while kill -0 "$child" 2>/dev/null; do
+    wait "$child" 2>/dev/null || sleep 0.05
+  done
+}
+
+# supervise runs member n$1 and starts it again when a signal killed it or
+# it failed after running at least MIN_UPTIME seconds. On TERM it stops the
+# member and waits for it.
 supervise() {
   local i=$1 child rc started
-  trap 'kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
+  # No errexit here: a failed kill or wait in the trap must not end the
+  # subshell before its member has exited.
+  set +e
+  trap 'stop_child; exit 0' TERM INT
   while true; do
     started=$SECONDS
     "$BIN/tokenstore" --name "n$i" --data-dir "$DATA/n$i" \
@@ -52,9 +66,12 @@ supervise() {
       --listen-http "127.0.0.1:$(http_port "$i")" \
       --initial-cluster "$CLUSTER" --dev --dev-ca-dir "$DATA/ca" >>"$DATA/n$i.log" 2>&1 &
     child=$!
-    rc=0
-    wait "$child" || rc=$?
-    if ((SECONDS - started < MIN_UPTIME)); then
+    wait "$child"
+    rc=$?
+    if ((rc == 0)); then
+      exit 0 # stopped cleanly: asked to
+    fi
+    if ((rc <= 128 && SECONDS - started < MIN_UPTIME)); then
       echo "n$i exited with status $rc within $MIN_UPTIME s of starting; left down (see $DATA/n$i.log)" >&2
       exit 1
     fi

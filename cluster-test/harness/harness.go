@@ -156,6 +156,56 @@ func freePorts(n int) ([]string, error) {
 	return out, nil
 }
 
+// FreePortRange reserves n consecutive loopback ports, for a program that
+// takes a base port (scripts/run-local.sh), and returns the first. Like
+// freePorts it draws below the kernel's ephemeral range and records the
+// ports as handed out, so no cluster of this process is given one; it
+// avoids the range `make run` uses by default (23790 to 23822), so a
+// developer's local cluster does not collide with a test.
+func FreePortRange(n int) (int, error) {
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[string]bool{}
+	}
+	low := ephemeralLow()
+	if low < 10000+2*n {
+		low = 32768
+	}
+next:
+	for tries := 0; tries < 200; tries++ {
+		base := 10000 + rand.IntN(low-10000-n)
+		if base <= 23822 && base+n > 23790 {
+			continue
+		}
+		var ls []net.Listener
+		closeAll := func() {
+			for _, l := range ls {
+				l.Close()
+			}
+		}
+		for p := base; p < base+n; p++ {
+			addr := fmt.Sprintf("127.0.0.1:%d", p)
+			if handedOut.ports[addr] {
+				closeAll()
+				continue next
+			}
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				closeAll()
+				continue next
+			}
+			ls = append(ls, l)
+		}
+		closeAll()
+		for p := base; p < base+n; p++ {
+			handedOut.ports[fmt.Sprintf("127.0.0.1:%d", p)] = true
+		}
+		return base, nil
+	}
+	return 0, fmt.Errorf("no %d consecutive free loopback ports below %d", n, low)
+}
+
 // handedOut is every port freePorts returned in this process. A port is
 // released before its process binds it, so without this record two
 // members (of one cluster or of clusters a test runs one after another)

@@ -1,0 +1,117 @@
+package raftstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
+)
+
+// A proposal made at a follower travels to the leader as a raft MsgProp,
+// and raft drops it silently wherever it cannot go on: the transport
+// cannot reach the leader, or the member it reaches knows no leader (a
+// leader that died and was restarted at once, a member in an election).
+// Its proposer would then wait for its deadline and answer "outcome
+// unknown". This file hands such proposals back instead, but only where
+// it is certain that no log took them: a message the transport never
+// wrote to a connection (ReportUndelivered), or one that arrived at a
+// member that did not step it into raft (Process). Their proposers
+// propose the same entry again (Propose), so nothing is applied twice.
+
+// forwardProposalsDropped is the Forward kind that tells a proposer its
+// proposals were handed back; the payload is their request ids, uvarints.
+const forwardProposalsDropped = "raftstore/proposals-dropped"
+
+// returnTimeout bounds telling a proposer about a handed-back proposal; a
+// proposer that cannot be told waits for its deadline, as before.
+const returnTimeout = time.Second
+
+// ReportUndelivered implements Handler: msgs are messages the transport
+// dropped without writing them to any connection. Proposals among them
+// reached no log; they go back to their proposers.
+func (n *Node) ReportUndelivered(msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MessageType_MsgProp {
+			n.returnProposals(m)
+		}
+	}
+}
+
+// stepProposal steps a MsgProp from another member, or hands it back to
+// its proposers when this member knows no leader. raft's node takes no
+// proposal while it knows no leader: Step would block, holding up every
+// later message of the peer stream it arrived on (votes, heartbeats) until
+// a leader is known or the stream breaks. So a proposal is handed back at
+// once when no leader is known, and when raft has not taken it within a
+// tick (a leader lost just now). Both are safe: a message Step did not
+// take was not stepped, so no log holds it.
+func (n *Node) stepProposal(ctx context.Context, m *raftpb.Message) error {
+	if n.Leader() == 0 {
+		n.returnProposals(m)
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, n.cfg.TickInterval)
+	defer cancel()
+	err := n.raft.Step(sctx, m)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		n.returnProposals(m)
+		return nil
+	}
+	return err
+}
+
+// returnProposals tells the proposers of m's command entries that m was
+// not delivered: this member's own waiters directly, other members over
+// Forward (asynchronously: the caller may be the transport's or the raft
+// loop's goroutine).
+func (n *Node) returnProposals(m *raftpb.Message) {
+	byProposer := map[uint64][]uint64{}
+	for _, e := range m.GetEntries() {
+		if e.GetType() != raftpb.EntryType_EntryNormal || len(e.GetData()) == 0 {
+			continue
+		}
+		var env raftstorev1.Entry
+		if err := proto.Unmarshal(e.GetData(), &env); err != nil || env.GetFormat() != entryFormatCommand {
+			continue
+		}
+		byProposer[env.GetProposer()] = append(byProposer[env.GetProposer()], env.GetRequestId())
+	}
+	for proposer, ids := range byProposer {
+		if proposer == n.cfg.ID {
+			for _, id := range ids {
+				n.proposals.undelivered(id)
+			}
+			continue
+		}
+		var payload []byte
+		for _, id := range ids {
+			payload = binary.AppendUvarint(payload, id)
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), returnTimeout)
+			defer cancel()
+			if _, err := n.Forward(ctx, proposer, forwardProposalsDropped, payload); err != nil {
+				n.log.Debug("cannot hand proposals back to their proposer", "proposer", fmt.Sprintf("%016x", proposer), "err", err)
+			}
+		}()
+	}
+}
+
+// handleProposalsDropped is the proposer's side of forwardProposalsDropped.
+func (n *Node) handleProposalsDropped(_ context.Context, _ uint64, payload []byte) ([]byte, error) {
+	for len(payload) > 0 {
+		id, k := binary.Uvarint(payload)
+		if k <= 0 {
+			return nil, errors.New("malformed request ids")
+		}
+		n.proposals.undelivered(id)
+		payload = payload[k:]
+	}
+	return nil, nil
+}
