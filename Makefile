@@ -62,15 +62,9 @@ test-short: build
 # cause and commit the file, plain "go test" then runs it as a regression
 # test. docs/hardening.md lists what each target checks.
 FUZZTIME ?= 30s
-FUZZ_DIRS = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' . --exclude-dir=bench --exclude-dir=.tools --exclude-dir=.git)))
 
 fuzz:
-	@set -e; for d in $(FUZZ_DIRS); do \
-	  for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$d*_test.go); do \
-	    echo "fuzz $$d $$name for $(FUZZTIME)"; \
-	    $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$d; \
-	  done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 # run starts a local three-member cluster with data under ./data.
 run: build
