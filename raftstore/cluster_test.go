@@ -506,6 +506,62 @@ func TestProposalReachingAMemberWithoutLeaderIsHandedBack(t *testing.T) {
 	}
 }
 
+// TestProposalDroppedByATransferringLeaderIsHandedBack proposes at a
+// follower while the leader is transferring leadership to a member that
+// cannot take it (cut off): raft at the leader drops every proposal until
+// the transfer times out after an election timeout. The follower's
+// proposal must be handed back and proposed again, and so be applied once
+// the transfer ends, instead of waiting out its deadline for "outcome
+// unknown".
+func TestProposalDroppedByATransferringLeaderIsHandedBack(t *testing.T) {
+	c := newCluster(t, 3, 1000)
+	l := c.leader()
+	var f, x *member
+	for _, m := range c.members {
+		if m != l {
+			if f == nil {
+				f = m
+			} else {
+				x = m
+			}
+		}
+	}
+	put(t, f, "warm", "1")
+	c.net.isolate(x.id, true)
+	tctx, tcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer tcancel()
+	transferred := make(chan error, 1)
+	go func() { transferred <- l.node.TransferLeadership(tctx, x.id) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.node.LeadTransfereeForTest() != x.id {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never started transferring leadership to %s", l.name, x.name)
+		}
+		time.Sleep(time.Millisecond) // polling raft state: there is no event to wait on
+	}
+	dropped := l.node.Metrics().ForwardedProposalsDropped.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	r, err := f.node.Propose(ctx, []byte("during=1"))
+	if err != nil {
+		t.Fatalf("propose at %s while %s transfers leadership: %v (after %v)", f.name, l.name, err, time.Since(start))
+	}
+	if got := l.node.Metrics().ForwardedProposalsDropped.Load() - dropped; got == 0 {
+		t.Errorf("applied at index %d, but %s dropped none of %s's proposals: the transfer was over before the proposal came", r.Index, l.name, f.name)
+	}
+	t.Logf("applied at index %d after %v; %s dropped %d forwarded proposals, %s resubmitted %d",
+		r.Index, time.Since(start).Round(time.Millisecond), l.name, l.node.Metrics().ForwardedProposalsDropped.Load()-dropped,
+		f.name, f.node.Metrics().ProposalsResubmitted.Load())
+	if v, _ := f.sm.get("during"); v != "1" {
+		t.Fatalf("%s has during=%q", f.name, v)
+	}
+	tcancel()
+	if err := <-transferred; err == nil {
+		t.Fatalf("leadership went to the cut-off %s", x.name)
+	}
+}
+
 func TestDataDirOfAnotherMemberIsRefused(t *testing.T) {
 	c := newCluster(t, 3, 1000)
 	a, b := c.members[0], c.members[1]

@@ -42,3 +42,7 @@ func (n *Node) PendingProposalForTest(payload []byte) (data []byte, undelivered 
 	data, err = proto.Marshal(&raftstorev1.Entry{Format: entryFormatCommand, RequestId: id, Proposer: n.cfg.ID, Payload: payload})
 	return data, w.undelivered, err
 }
+
+// LeadTransfereeForTest is the member raft is transferring leadership to,
+// 0 when no transfer is in progress.
+func (n *Node) LeadTransfereeForTest() uint64 { return n.raft.Status().LeadTransferee }

@@ -29,9 +29,13 @@ type Metrics struct {
 	ProposalsCommitted atomic.Uint64
 	ProposalsFailed    atomic.Uint64
 	// ProposalsResubmitted counts proposals handed to raft again because
-	// the transport dropped their forwarding to the leader unsent
-	// (Node.ReportUndelivered).
+	// they were handed back as certainly undelivered (undelivered.go).
 	ProposalsResubmitted atomic.Uint64
+	// ForwardedProposalsDropped counts proposals forwarded by other
+	// members that raft here refused (a leadership transfer in progress,
+	// the uncommitted-entry budget full) and that went back to their
+	// proposers.
+	ForwardedProposalsDropped atomic.Uint64
 	// EntriesApplied counts log entries applied to the state database
 	// (replays after a restart not included).
 	EntriesApplied atomic.Uint64

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -20,8 +21,9 @@ import (
 // Its proposer would then wait for its deadline and answer "outcome
 // unknown". This file hands such proposals back instead, but only where
 // it is certain that no log took them: a message the transport never
-// wrote to a connection (ReportUndelivered), or one that arrived at a
-// member that did not step it into raft (Process). Their proposers
+// wrote to a connection (ReportUndelivered), one that arrived at a member
+// that did not step it into raft, or one raft there answered
+// ErrProposalDropped (Process). Their proposers
 // propose the same entry again (Propose), so nothing is applied twice.
 
 // forwardProposalsDropped is the Forward kind that tells a proposer its
@@ -43,27 +45,79 @@ func (n *Node) ReportUndelivered(msgs []*raftpb.Message) {
 	}
 }
 
-// stepProposal steps a MsgProp from another member, or hands it back to
-// its proposers when this member knows no leader. raft's node takes no
-// proposal while it knows no leader: Step would block, holding up every
-// later message of the peer stream it arrived on (votes, heartbeats) until
-// a leader is known or the stream breaks. So a proposal is handed back at
-// once when no leader is known, and when raft has not taken it within a
-// tick (a leader lost just now). Both are safe: a message Step did not
-// take was not stepped, so no log holds it.
+// stepProposal hands a MsgProp from another member to raft, or back to its
+// proposers where raft would drop it.
+//
+// raft's node takes no proposal while it knows no leader: Step would
+// block, holding up every later message of the peer stream it arrived on
+// (votes, heartbeats) until a leader is known or the stream broke. So a
+// proposal is handed back at once when no leader is known.
+//
+// A member that does know a leader can still drop a proposal without a
+// word: a leader transferring leadership (graceful shutdown, `tokenctl
+// leader transfer`) drops every proposal until the transfer ends, as does
+// a leader over its uncommitted-entry budget. raft reports such a drop
+// only to a caller that waits for the step's result (Node.Propose), so
+// each normal entry is proposed that way here, and a dropped one, which no
+// log holds, goes back to its proposer. That wait runs in its own
+// goroutine: the peer stream waits at most a tick for it (raft answers
+// within microseconds once it takes the message); past that, raft has
+// just lost its leader and will take the entry when it knows the next one,
+// and the goroutine reports the answer then. Any other MsgProp (a
+// configuration change raft forwards with its own entry type) is stepped
+// as raft forwarded it and handed back only if raft did not take it
+// within a tick.
 func (n *Node) stepProposal(ctx context.Context, m *raftpb.Message) error {
 	if n.Leader() == 0 {
 		n.returnProposals(m)
 		return nil
 	}
-	sctx, cancel := context.WithTimeout(ctx, n.cfg.TickInterval)
-	defer cancel()
-	err := n.raft.Step(sctx, m)
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		n.returnProposals(m)
-		return nil
+	if !onlyNormalEntries(m) {
+		sctx, cancel := context.WithTimeout(ctx, n.cfg.TickInterval)
+		defer cancel()
+		err := n.raft.Step(sctx, m)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			// Not taken: the step's first and only wait.
+			n.returnProposals(m)
+			return nil
+		}
+		return err
 	}
-	return err
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, e := range m.GetEntries() {
+			// No deadline: raft's node answers once it takes the entry,
+			// and returns ErrStopped when it stops.
+			err := n.raft.Propose(context.Background(), e.GetData())
+			if errors.Is(err, raft.ErrProposalDropped) {
+				n.metrics.ForwardedProposalsDropped.Add(1)
+				n.returnProposals(&raftpb.Message{Entries: []*raftpb.Entry{e}})
+			}
+		}
+	}()
+	t := time.NewTimer(n.cfg.TickInterval)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// onlyNormalEntries reports whether every entry of m is a normal entry,
+// which Node.Propose can propose unchanged.
+func onlyNormalEntries(m *raftpb.Message) bool {
+	if len(m.GetEntries()) == 0 {
+		return false
+	}
+	for _, e := range m.GetEntries() {
+		if e.GetType() != raftpb.EntryType_EntryNormal {
+			return false
+		}
+	}
+	return true
 }
 
 // returnProposals tells the proposers of m's command entries that m was

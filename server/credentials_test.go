@@ -42,8 +42,14 @@ func adminToken(t testing.TB, dir string) string {
 // dialAdmin connects to s as the bootstrap administrator.
 func dialAdmin(t testing.TB, s *Server) *grpc.ClientConn {
 	t.Helper()
+	return dialAs(t, s, adminToken(t, s.cfg.DataDir))
+}
+
+// dialAs connects to s with a bearer token.
+func dialAs(t testing.TB, s *Server, token string) *grpc.ClientConn {
+	t.Helper()
 	conn, err := grpc.NewClient(s.ClientAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(bearer(adminToken(t, s.cfg.DataDir))))
+		grpc.WithPerRPCCredentials(bearer(token)))
 	if err != nil {
 		t.Fatal(err)
 	}

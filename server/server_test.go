@@ -42,7 +42,13 @@ func startSolo(t *testing.T, dir string) (*Server, *grpc.ClientConn) {
 	}
 	t.Cleanup(s.Stop)
 	conn := dialAdmin(t, s)
-	// Wait for SERVING through the standard health service.
+	waitServing(t, conn)
+	return s, conn
+}
+
+// waitServing waits for SERVING through the standard health service.
+func waitServing(t *testing.T, conn *grpc.ClientConn) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	w, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
@@ -55,7 +61,7 @@ func startSolo(t *testing.T, dir string) (*Server, *grpc.ClientConn) {
 			t.Fatalf("health watch: %v", err)
 		}
 		if r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return s, conn
+			return
 		}
 	}
 }

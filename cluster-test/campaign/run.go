@@ -230,7 +230,7 @@ func proxyCheck(n *harness.Network) Check {
 		conns += c
 	}
 	ch.Passed = n.Unknown() == 0
-	ch.Detail = fmt.Sprintf("%d connections on %d links, %d unattributed", conns, links, n.Unknown())
+	ch.Detail = fmt.Sprintf("%d connections on %d links, %d unattributed, %d closed by their opener before attribution (refused)", conns, links, n.Unknown(), n.Dead())
 	return ch
 }
 

@@ -286,18 +286,19 @@ func (c *Cluster) NewMember(name string) (*Member, error) {
 }
 
 // connOwner names the member whose process opened c (a connection
-// accepted by a proxy), or "".
-func (c *Cluster) connOwner(conn net.Conn) string {
+// accepted by a proxy), or "" with closed set when its opener has closed
+// it already (socketOwner).
+func (c *Cluster) connOwner(conn net.Conn) (name string, closed bool) {
 	c.mu.Lock()
 	pids := make([]int, 0, len(c.pids))
 	for pid := range c.pids {
 		pids = append(pids, pid)
 	}
 	c.mu.Unlock()
-	pid := socketOwner(conn, pids)
+	pid, closed := socketOwner(conn, pids)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.pids[pid]
+	return c.pids[pid], closed
 }
 
 // StartAll starts every member.

@@ -45,9 +45,13 @@ type Network struct {
 	proxies map[string]*proxy
 	conns   map[*proxyConn]struct{}
 	closed  bool
-	// owner names the member that opened a connection, "" when unknown.
-	owner   func(c net.Conn) string
+	// owner names the member that opened a connection, "" when unknown;
+	// closed reports that its opener had closed it already.
+	owner   func(c net.Conn) (name string, closed bool)
 	unknown atomic.Int64
+	// dead counts connections closed by their opener before they could
+	// be attributed; they are refused, so they carry nothing.
+	dead atomic.Int64
 	// accepted counts connections per link, for tests and reports.
 	accepted map[Link]int
 }
@@ -109,7 +113,7 @@ func (s linkState) dropForward() bool  { return s.mode == CutForward || s.mode >
 func (s linkState) dropBackward() bool { return s.mode >= Blackhole }
 
 // newNetwork returns an empty network; owner identifies connecting members.
-func newNetwork(owner func(net.Conn) string) *Network {
+func newNetwork(owner func(net.Conn) (string, bool)) *Network {
 	return &Network{
 		rules: map[int][]Rule{}, proxies: map[string]*proxy{}, conns: map[*proxyConn]struct{}{},
 		owner: owner, accepted: map[Link]int{},
@@ -201,6 +205,11 @@ func (n *Network) Rules() []Rule {
 // They pass unaffected by rules; a non-zero count means faults were not
 // applied to some traffic.
 func (n *Network) Unknown() int64 { return n.unknown.Load() }
+
+// Dead counts connections refused because their opener had closed them
+// before the proxy could tell whose they were (a member killed just after
+// connecting).
+func (n *Network) Dead() int64 { return n.dead.Load() }
 
 // Accepted returns how many connections each link has carried.
 func (n *Network) Accepted() map[Link]int {
@@ -303,9 +312,16 @@ func (n *Network) accept(p *proxy) {
 
 // serve identifies who opened c and carries its bytes to p's member.
 func (n *Network) serve(p *proxy, c net.Conn) {
-	from := ""
+	from, closed := "", false
 	if n.owner != nil {
-		from = n.owner(c)
+		from, closed = n.owner(c)
+	}
+	if from == "" && closed {
+		// Its opener is gone (a member killed just after connecting):
+		// there is no one to carry bytes for.
+		n.dead.Add(1)
+		resetClose(c)
+		return
 	}
 	if from == "" {
 		n.unknown.Add(1)

@@ -49,11 +49,11 @@ func TestNetworkModes(t *testing.T) {
 		t.Skip("connections are attributed to processes through /proc")
 	}
 	self := os.Getpid()
-	n := newNetwork(func(c net.Conn) string {
-		if socketOwner(c, []int{self}) == self {
-			return "a"
+	n := newNetwork(func(c net.Conn) (string, bool) {
+		if pid, closed := socketOwner(c, []int{self}); pid == self || closed {
+			return "a", closed
 		}
-		return ""
+		return "", false
 	})
 	defer n.Close()
 	if err := n.listen("b", "127.0.0.1:0", echo(t)); err != nil {
@@ -127,6 +127,51 @@ func TestNetworkModes(t *testing.T) {
 	}
 	if got := n.Describe(); got != "all links pass" {
 		t.Fatalf("rules left: %s", got)
+	}
+}
+
+// TestConnectionClosedBeforeAttributionIsRefused: a connection whose
+// opener closed it before the proxy could look it up (a member SIGKILLed
+// just after connecting) is told apart from one of an unknown process,
+// counted as dead and carried nowhere.
+func TestConnectionClosedBeforeAttributionIsRefused(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("connections are attributed to processes through /proc")
+	}
+	self := os.Getpid()
+	openerClosed := make(chan struct{})
+	looked := make(chan bool, 1)
+	n := newNetwork(func(c net.Conn) (string, bool) {
+		<-openerClosed
+		pid, closed := socketOwner(c, []int{self})
+		looked <- closed
+		if pid == self {
+			return "a", false
+		}
+		return "", closed
+	})
+	defer n.Close()
+	if err := n.listen("b", "127.0.0.1:0", echo(t)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", n.Addr("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	close(openerClosed)
+	if closed := <-looked; !closed {
+		t.Fatal("a connection its opener had closed was not seen as closed")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Dead() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("dead %d, unknown %d, accepted %v", n.Dead(), n.Unknown(), n.Accepted())
+		}
+		time.Sleep(time.Millisecond) // the proxy counts after the lookup returns; no event to wait on
+	}
+	if n.Unknown() != 0 || len(n.Accepted()) != 0 {
+		t.Fatalf("unknown %d, accepted %v: the dead connection was carried", n.Unknown(), n.Accepted())
 	}
 }
 

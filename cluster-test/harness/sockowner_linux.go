@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 )
+
+// errNoSocket: /proc/net/tcp lists no such connection.
+var errNoSocket = errors.New("no such socket in /proc/net/tcp")
 
 // socketInode finds the inode of the TCP socket whose local address is
 // local and remote address is remote, from /proc/net/tcp and tcp6.
@@ -24,7 +28,7 @@ func socketInode(local, remote string) (string, error) {
 			return ino, nil
 		}
 	}
-	return "", fmt.Errorf("no socket %s→%s in /proc/net/tcp", local, remote)
+	return "", fmt.Errorf("%w: %s→%s", errNoSocket, local, remote)
 }
 
 func scanProcNet(path, local, remote string) (string, error) {
@@ -94,16 +98,22 @@ func pidHoldsSocket(pid int, inode string) bool {
 }
 
 // socketOwner returns which of pids holds the other end of c, an accepted
-// loopback connection, or 0.
-func socketOwner(c net.Conn, pids []int) int {
+// loopback connection, or 0. closed reports that no process holds that end
+// any more (its socket is gone from /proc/net/tcp, or orphaned: inode 0):
+// its opener closed it or died, as a member SIGKILLed just after
+// connecting does, before anyone could look.
+func socketOwner(c net.Conn, pids []int) (pid int, closed bool) {
 	ino, err := socketInode(c.RemoteAddr().String(), c.LocalAddr().String())
 	if err != nil {
-		return 0
+		return 0, errors.Is(err, errNoSocket)
+	}
+	if ino == "0" {
+		return 0, true
 	}
 	for _, pid := range pids {
 		if pidHoldsSocket(pid, ino) {
-			return pid
+			return pid, false
 		}
 	}
-	return 0
+	return 0, false
 }
