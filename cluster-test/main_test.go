@@ -18,6 +18,12 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// CLUSTER_TEST_BIN runs the tests against other binaries (an older
+	// build, to see a test fail without a change) instead of this tree's.
+	if dir := os.Getenv("CLUSTER_TEST_BIN"); dir != "" {
+		bin = dir
+		return m.Run()
+	}
 	root, err := harness.ModuleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

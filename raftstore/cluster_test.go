@@ -124,7 +124,7 @@ type member struct {
 }
 
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	members []*member
 	initial []*raftstorev1.Member
 	cid     uint64
@@ -135,7 +135,7 @@ type cluster struct {
 	batch time.Duration
 }
 
-func newCluster(t *testing.T, n int, snapshotCount uint64) *cluster {
+func newCluster(t testing.TB, n int, snapshotCount uint64) *cluster {
 	t.Helper()
 	c := &cluster{t: t, net: &network{isolated: map[uint64]bool{}}, snapN: snapshotCount}
 	root := t.TempDir()
@@ -513,7 +513,16 @@ func TestProposalReachingAMemberWithoutLeaderIsHandedBack(t *testing.T) {
 // proposal must be handed back and proposed again, and so be applied once
 // the transfer ends, instead of waiting out its deadline for "outcome
 // unknown".
+//
+// The transfer is asked for at the leader itself, and at the follower (raft
+// forwards it to the leader, which must notice it arriving).
 func TestProposalDroppedByATransferringLeaderIsHandedBack(t *testing.T) {
+	for _, at := range []string{"leader", "follower"} {
+		t.Run("transfer asked at the "+at, func(t *testing.T) { testProposalDroppedByATransferringLeader(t, at) })
+	}
+}
+
+func testProposalDroppedByATransferringLeader(t *testing.T, askAt string) {
 	c := newCluster(t, 3, 1000)
 	l := c.leader()
 	var f, x *member
@@ -531,7 +540,11 @@ func TestProposalDroppedByATransferringLeaderIsHandedBack(t *testing.T) {
 	tctx, tcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer tcancel()
 	transferred := make(chan error, 1)
-	go func() { transferred <- l.node.TransferLeadership(tctx, x.id) }()
+	asked := l
+	if askAt == "follower" {
+		asked = f
+	}
+	go func() { transferred <- asked.node.TransferLeadership(tctx, x.id) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for l.node.LeadTransfereeForTest() != x.id {
 		if time.Now().After(deadline) {

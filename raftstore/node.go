@@ -53,6 +53,10 @@ type Node struct {
 	// confirmed is when (nanoseconds since base) the latest ReadIndex round
 	// that completed was started: at that moment this member was up to date.
 	confirmed atomic.Int64
+	// transferUntil is until when (nanoseconds since base) a leadership
+	// transfer this member's raft was asked for may still be in progress
+	// (undelivered.go).
+	transferUntil atomic.Int64
 
 	appliedMu sync.Mutex
 	appliedC  chan struct{} // closed and replaced after every apply batch
@@ -547,8 +551,11 @@ func (n *Node) PeerStatus(ctx context.Context, id uint64) (*MemberStatus, error)
 
 // Process implements Handler.
 func (n *Node) Process(ctx context.Context, m *raftpb.Message) error {
-	if m.GetType() == raftpb.MessageType_MsgProp {
+	switch m.GetType() {
+	case raftpb.MessageType_MsgProp:
 		return n.stepProposal(ctx, m) // undelivered.go
+	case raftpb.MessageType_MsgTransferLeader:
+		n.noteTransfer() // before raft can start it
 	}
 	return n.raft.Step(ctx, m)
 }
@@ -569,6 +576,7 @@ func (n *Node) ReportSnapshot(id uint64, ok bool) {
 // TransferLeadership asks raft to hand leadership to transferee and waits
 // until a leader other than this member is known or ctx ends.
 func (n *Node) TransferLeadership(ctx context.Context, transferee uint64) error {
+	n.noteTransfer()
 	n.raft.TransferLeadership(ctx, n.leader.Load(), transferee)
 	for {
 		ch := n.leaderChanged()

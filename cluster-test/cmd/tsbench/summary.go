@@ -75,21 +75,22 @@ func printLastUsedSummary(out io.Writer, s *lastUsedSummary) {
 		verdict = "met"
 	}
 	if len(ratios) > 1 && slices.Min(ratios) < 1-trackingTolerance && slices.Max(ratios) > 1+trackingTolerance {
-		verdict += " (the rounds spread wider than the tolerance both ways: see the CPU per authentication)"
+		verdict += " (the rounds spread wider than the tolerance both ways: see BenchmarkAuthenticateTracking)"
 	}
 	fmt.Fprintf(tw, "  lastUsedAt tracking on vs off at a follower\t%s vs %s auth/s\ton/off %s\twithin %.0f%%: %s\n",
 		lg.FmtRate(on.Rate), lg.FmtRate(off.Rate), lg.RatioSpread(ratios), 100*trackingTolerance, verdict)
 	if cOn, cOff := lg.CPUPerOp(s.onOffRounds, trackingOn, s.onMember), lg.CPUPerOp(s.onOffRounds, trackingOff, s.offMember); cOn > 0 && cOff > 0 {
 		// What tracking costs the follower per authentication bounds what
-		// it can cost a saturated follower's throughput, whatever else
-		// the machine runs during the rounds.
+		// it can cost a saturated follower's throughput. The two figures
+		// come from two processes (a follower of each cluster), and two
+		// identically configured followers differ by up to 4% on a
+		// two-core host (BENCHMARKS.md, "Issue 3's tracking cost, measured
+		// against itself"), so this ratio cannot decide a 5% tolerance:
+		// it is printed without a verdict, beside the paired in-process
+		// benchmark (BenchmarkAuthenticateTracking) that can.
 		r := float64(cOn) / float64(cOff)
-		v := "met"
-		if r > 1+trackingTolerance {
-			v = "MISSED"
-		}
-		fmt.Fprintf(tw, "  lastUsedAt follower CPU per authentication\t%s (%s) vs %s (%s)\ton/off %.3f\twithin %.0f%%: %s\n",
-			lg.FmtDur(cOn), s.onMember, lg.FmtDur(cOff), s.offMember, r, 100*trackingTolerance, v)
+		fmt.Fprintf(tw, "  lastUsedAt follower CPU per authentication\t%s (%s) vs %s (%s)\ton/off %.3f\tindicative (two processes; the verdict is BenchmarkAuthenticateTracking's)\n",
+			lg.FmtDur(cOn), s.onMember, lg.FmtDur(cOff), s.offMember, r)
 	}
 	for _, h := range s.hot {
 		v := "met"
