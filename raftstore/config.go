@@ -69,6 +69,11 @@ type Config struct {
 	// Called from any goroutine; must not block.
 	ClockStatus func() *raftstorev1.ClockStatus
 
+	// Features name the optional replicated operations the state machine
+	// applies, reported in MemberStatus so that a leader proposes one only
+	// once every member can apply it (a rolling upgrade in progress).
+	Features []string
+
 	StateMachine StateMachine
 	Transport    Transport
 	Logger       *slog.Logger

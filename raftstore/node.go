@@ -534,6 +534,7 @@ func (n *Node) Status() *MemberStatus {
 		CommitIndex:   n.commit.Load(),
 		LeaderID:      n.leader.Load(),
 		ServingReads:  n.BoundedReadCheck() == nil,
+		Features:      n.cfg.Features,
 	}
 }
 

@@ -86,4 +86,7 @@ type MemberStatus struct {
 	ServingReads bool
 	// Clock is the member's clock report; nil when it sends none.
 	Clock *raftstorev1.ClockStatus
+	// Features are the optional replicated operations its binary applies
+	// (Config.Features); none from an older binary.
+	Features []string
 }

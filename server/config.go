@@ -40,6 +40,7 @@ type Config struct {
 	BootstrapExpect     int
 	ForceNewCluster     bool
 	CleanupDeadAfter    time.Duration
+	TokenRetention      time.Duration
 	ReadConsistency     string
 	MaxStaleness        time.Duration
 	RequestTimeout      time.Duration
@@ -49,7 +50,10 @@ type Config struct {
 	// TestBootstrapLate (test only) makes a --bootstrap-expect member hold
 	// its bootstrap decision until gossip shows the cluster its peers
 	// formed without it: the slow-founding-member race, made certain.
-	TestBootstrapLate   bool
+	TestBootstrapLate bool
+	// testNoFeatures (package tests only) makes the member report no
+	// optional replicated operations, as a binary from before them does.
+	testNoFeatures      bool
 	ShutdownDelay       time.Duration
 	SnapshotCount       uint64
 	CatchUpEntries      uint64
@@ -85,6 +89,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.Join, "join", nil, "gossip seeds host:port,... (a StatefulSet's headless service name resolves to every pod); a member with an empty data directory joins the cluster it finds")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "with --join and no existing cluster found: bootstrap one new cluster once this many members see each other")
 	fs.DurationVar(&c.CleanupDeadAfter, "autopilot-cleanup-dead-after", 0, "the leader removes members that gossip has seen dead for this long (0: never; dead voters then lower the failure tolerance until an operator removes them)")
+	fs.DurationVar(&c.TokenRetention, "token-retention", 7*24*time.Hour, "the leader deletes tokens revoked or expired longer ago than this (until then they answer \"revoked\" or \"expired\" and stay listed); 0 keeps them forever")
 	fs.BoolVar(&c.ForceNewCluster, "force-new-cluster", false, "disaster recovery: start a one-member cluster from this member's data, removing every other member")
 	fs.StringVar(&c.ReadConsistency, "read-consistency", "bounded", "default read consistency: bounded (local state confirmed within --max-staleness) or linearizable (ReadIndex per batch of reads)")
 	fs.DurationVar(&c.MaxStaleness, "max-staleness", 5*time.Second, "bounded reads fail closed when this member has not confirmed it is caught up with the leader for this long")
@@ -208,6 +213,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CleanupDeadAfter < 0 || (c.CleanupDeadAfter > 0 && c.ListenGossip == "") {
 		return errors.New("--autopilot-cleanup-dead-after needs --listen-gossip and must not be negative")
+	}
+	if c.TokenRetention < 0 {
+		return errors.New("--token-retention must not be negative (0 keeps revoked and expired tokens forever)")
 	}
 	if c.BootstrapExpect < 0 || (c.BootstrapExpect > 0 && len(c.Join) == 0) {
 		return errors.New("--bootstrap-expect needs --join and must not be negative")

@@ -59,6 +59,10 @@ type metrics struct {
 	authLatency [numAuthPaths]prometheus.Observer
 	unavailable prometheus.Counter
 	proposals   *prometheus.CounterVec
+	// tokensPurged and purgesDeferred count token retention's work
+	// (retention.go).
+	tokensPurged   prometheus.Counter
+	purgesDeferred prometheus.Counter
 	// rejected counts client requests refused by admission (overload.go),
 	// by listener.
 	rejected *prometheus.CounterVec
@@ -120,7 +124,13 @@ func newMetrics(s *Server) *metrics {
 	m.grpcRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenstore_grpc_requests_total", Help: "Unary client gRPC requests handled, by method and status code.",
 	}, []string{"method", "code"})
-	m.reg.MustRegister(m.unavailable, m.proposals, m.rejected, m.grpcDuration, m.grpcRequests)
+	m.tokensPurged = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokenstore_tokens_purged_total", Help: "Revoked or expired tokens deleted by this member, as leader, after --token-retention.",
+	})
+	m.purgesDeferred = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokenstore_token_purges_deferred_total", Help: "Purges of tokens past --token-retention put off because a member could not be asked or runs a binary that cannot apply them.",
+	})
+	m.reg.MustRegister(m.unavailable, m.proposals, m.rejected, m.grpcDuration, m.grpcRequests, m.tokensPurged, m.purgesDeferred)
 	gauge := func(name, help string, f func() float64) {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}

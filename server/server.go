@@ -157,6 +157,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks,
 		SnapshotCount: cfg.SnapshotCount, CatchUpEntries: cfg.CatchUpEntries, MaxStaleness: cfg.MaxStaleness,
 		StateMachine: s.state, Transport: tr, Logger: log, ClockStatus: s.clockStatus,
+		Features: features(cfg),
 	})
 	if err != nil {
 		closeAll()
@@ -185,6 +186,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.BootstrapAdminToken {
 		s.wg.Add(1)
 		go s.bootstrapAdminLoop(bg) // admin_bootstrap.go
+	}
+	if cfg.TokenRetention > 0 {
+		s.wg.Add(1)
+		go s.retentionLoop(bg) // retention.go
 	}
 	if cfg.CleanupDeadAfter > 0 && s.disc != nil {
 		s.wg.Add(1)

@@ -36,7 +36,13 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // startSolo starts a one-member cluster and returns a connected client.
 func startSolo(t *testing.T, dir string) (*Server, *grpc.ClientConn) {
 	t.Helper()
-	s, err := Start(context.Background(), testConfig(dir), quiet())
+	return startSoloConfig(t, testConfig(dir))
+}
+
+// startSoloConfig is startSolo with a configuration of testConfig's making.
+func startSoloConfig(t *testing.T, cfg Config) (*Server, *grpc.ClientConn) {
+	t.Helper()
+	s, err := Start(context.Background(), cfg, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

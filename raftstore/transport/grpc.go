@@ -206,7 +206,7 @@ func (t *GRPC) PeerStatus(ctx context.Context, id uint64) (*raftstore.MemberStat
 		Name: r.GetName(), ID: r.GetId(), PeerAddress: r.GetPeerAddress(), ClientAddress: r.GetClientAddress(),
 		State: r.GetState(), Learner: r.GetLearner(), Term: r.GetTerm(), AppliedIndex: r.GetAppliedIndex(),
 		CommitIndex: r.GetCommitIndex(), LeaderID: r.GetLeaderId(), ServingReads: r.GetServingReads(),
-		Clock: r.GetClock(),
+		Clock: r.GetClock(), Features: r.GetFeatures(),
 	}, nil
 }
 
@@ -370,7 +370,7 @@ func (ps peerServer) MemberStatus(_ context.Context, req *raftstorev1.MemberStat
 	return &raftstorev1.MemberStatusResponse{
 		Name: s.Name, Id: s.ID, PeerAddress: s.PeerAddress, ClientAddress: s.ClientAddress, State: s.State,
 		Learner: s.Learner, Term: s.Term, AppliedIndex: s.AppliedIndex, CommitIndex: s.CommitIndex,
-		LeaderId: s.LeaderID, ServingReads: s.ServingReads, Clock: s.Clock,
+		LeaderId: s.LeaderID, ServingReads: s.ServingReads, Clock: s.Clock, Features: s.Features,
 	}, nil
 }
 

@@ -49,7 +49,10 @@ type entryExt struct {
 	// tokenstore writes, held in salt and hash.
 	odd               bool
 	disabled, revoked bool
-	salt, hash        []byte
+	// revokedAt is when the token was revoked (unix nanoseconds), for
+	// retention (purge.go).
+	revokedAt  int64
+	salt, hash []byte
 }
 
 // foreign is nil-safe: e may be the absent previous entry.
@@ -151,6 +154,9 @@ func newEntry(r *raftstorev1.TokenRecord, prev *entry, groups *groupTable) *entr
 		return e
 	}
 	e.ext = &entryExt{audiences: r.GetAudiences(), uid: u.GetUid(), disabled: r.GetDisabled(), revoked: r.GetRevoked()}
+	if r.GetRevoked() {
+		e.ext.revokedAt = r.GetRevokedUnixNano()
+	}
 	if len(u.GetExtra()) > 0 {
 		e.ext.extra = UserInfo(u).GetExtra()
 	}

@@ -67,6 +67,9 @@ type State struct {
 	slow         chan struct{}
 	foreignStats foreignCounters
 
+	// retention orders tokens by when they become purgeable (purge.go).
+	retention *retentionIndex
+
 	// rbac holds the RBAC objects (its own buckets; package rbac).
 	rbac *rbac.Store
 	// oidc holds the OIDC issuers and their key sets (package oidc).
@@ -75,7 +78,7 @@ type State struct {
 
 // New returns an empty State; raftstore calls Init and Restore on it.
 func New() *State {
-	return &State{tokens: map[string]*entry{}, pending: map[string]*entry{}, groups: newGroupTable(), slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))), rbac: rbac.NewStore(), oidc: oidc.NewStore()}
+	return &State{tokens: map[string]*entry{}, pending: map[string]*entry{}, groups: newGroupTable(), slow: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))), retention: newRetentionIndex(), rbac: rbac.NewStore(), oidc: oidc.NewStore()}
 }
 
 // Init implements raftstore.StateMachine.
@@ -100,12 +103,15 @@ func (s *State) Init(tx *bolt.Tx) error {
 func (s *State) Restore(tx *bolt.Tx) error {
 	tokens := map[string]*entry{}
 	s.groups = newGroupTable() // only the lists of the tokens restored stay
+	retention := newRetentionIndex()
 	err := tx.Bucket(tokensBucket).ForEach(func(k, v []byte) error {
 		r := &raftstorev1.TokenRecord{}
 		if err := proto.Unmarshal(v, r); err != nil {
 			return fmt.Errorf("decode token %q: %w", k, err)
 		}
-		tokens[r.GetId()] = newEntry(r, nil, s.groups)
+		e := newEntry(r, nil, s.groups)
+		tokens[r.GetId()] = e
+		retention.move(r.GetId(), 0, e.purgeableAt())
 		return nil
 	})
 	if err != nil {
@@ -114,6 +120,9 @@ func (s *State) Restore(tx *bolt.Tx) error {
 	s.mu.Lock()
 	s.tokens = tokens
 	s.mu.Unlock()
+	s.retention.mu.Lock()
+	s.retention.tree = retention.tree
+	s.retention.mu.Unlock()
 	clear(s.pending)
 	if err := s.oidc.Restore(tx); err != nil {
 		return err
@@ -129,6 +138,10 @@ func (s *State) RBAC() *rbac.Store { return s.rbac }
 func (s *State) Committed(index uint64) {
 	s.mu.Lock()
 	for id, e := range s.pending {
+		if e == nil { // purged (purge.go)
+			delete(s.tokens, id)
+			continue
+		}
 		s.tokens[id] = e
 	}
 	s.rev = index
@@ -184,6 +197,8 @@ func (s *State) apply(tx *bolt.Tx, index uint64, payload []byte) (any, error) {
 		return nil, s.applyLastUsed(b, op.RecordLastUsed)
 	case *raftstorev1.Command_ImportTokens:
 		return s.applyImport(b, index, op.ImportTokens)
+	case *raftstorev1.Command_PurgeTokens:
+		return s.applyPurge(b, op.PurgeTokens) // purge.go
 	case *raftstorev1.Command_ApplyRbac:
 		return s.rbac.Apply(tx, index, op.ApplyRbac)
 	case *raftstorev1.Command_DeleteRbac:
@@ -223,7 +238,10 @@ func (s *State) putRecord(b *bolt.Bucket, r *raftstorev1.TokenRecord) error {
 	if err := b.Put([]byte(r.GetId()), v); err != nil {
 		return fmt.Errorf("store token %q: %w", r.GetId(), err)
 	}
-	s.pending[r.GetId()] = newEntry(r, s.current(r.GetId()), s.groups)
+	prev := s.current(r.GetId())
+	e := newEntry(r, prev, s.groups)
+	s.pending[r.GetId()] = e
+	s.retention.move(r.GetId(), prev.purgeableAt(), e.purgeableAt())
 	return nil
 }
 

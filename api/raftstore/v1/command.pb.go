@@ -33,6 +33,7 @@ type Command struct {
 	//	*Command_RevokeToken
 	//	*Command_RecordLastUsed
 	//	*Command_ImportTokens
+	//	*Command_PurgeTokens
 	//	*Command_ApplyRbac
 	//	*Command_DeleteRbac
 	//	*Command_PutOidcIssuers
@@ -125,6 +126,15 @@ func (x *Command) GetImportTokens() *ImportTokens {
 	return nil
 }
 
+func (x *Command) GetPurgeTokens() *PurgeTokens {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PurgeTokens); ok {
+			return x.PurgeTokens
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetApplyRbac() *ApplyRBAC {
 	if x != nil {
 		if x, ok := x.Op.(*Command_ApplyRbac); ok {
@@ -198,6 +208,14 @@ type Command_ImportTokens struct {
 	ImportTokens *ImportTokens `protobuf:"bytes,5,opt,name=import_tokens,json=importTokens,proto3,oneof"`
 }
 
+type Command_PurgeTokens struct {
+	// purge_tokens deletes revoked and expired tokens past their retention.
+	// It is proposed only once every member reports the feature
+	// "purge-tokens" (MemberStatusResponse.features): a binary without it
+	// stops on this op.
+	PurgeTokens *PurgeTokens `protobuf:"bytes,6,opt,name=purge_tokens,json=purgeTokens,proto3,oneof"`
+}
+
 type Command_ApplyRbac struct {
 	// apply_rbac and delete_rbac change the RBAC objects (rbac.proto).
 	ApplyRbac *ApplyRBAC `protobuf:"bytes,10,opt,name=apply_rbac,json=applyRbac,proto3,oneof"`
@@ -230,6 +248,8 @@ func (*Command_RevokeToken) isCommand_Op() {}
 func (*Command_RecordLastUsed) isCommand_Op() {}
 
 func (*Command_ImportTokens) isCommand_Op() {}
+
+func (*Command_PurgeTokens) isCommand_Op() {}
 
 func (*Command_ApplyRbac) isCommand_Op() {}
 
@@ -718,6 +738,62 @@ func (x *RevokeToken) GetRevokedUnixNano() int64 {
 	return 0
 }
 
+// PurgeTokens deletes the listed tokens that are revoked at or before
+// cutoff_unix_nano, or expire at or before it; any other listed id (absent,
+// still valid, revoked or expiring later) is left alone. The proposer picks
+// the ids and the cutoff; appliers only check them against the records.
+type PurgeTokens struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Ids            []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	CutoffUnixNano int64                  `protobuf:"varint,2,opt,name=cutoff_unix_nano,json=cutoffUnixNano,proto3" json:"cutoff_unix_nano,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PurgeTokens) Reset() {
+	*x = PurgeTokens{}
+	mi := &file_raftstore_v1_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeTokens) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeTokens) ProtoMessage() {}
+
+func (x *PurgeTokens) ProtoReflect() protoreflect.Message {
+	mi := &file_raftstore_v1_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeTokens.ProtoReflect.Descriptor instead.
+func (*PurgeTokens) Descriptor() ([]byte, []int) {
+	return file_raftstore_v1_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PurgeTokens) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *PurgeTokens) GetCutoffUnixNano() int64 {
+	if x != nil {
+		return x.CutoffUnixNano
+	}
+	return 0
+}
+
 // ImportTokens adds tokens made elsewhere (or made with features CreateToken
 // does not carry) in one entry. Unless skip_existing is set, it is refused as
 // a whole when any id exists or repeats; with skip_existing, ids that exist
@@ -732,7 +808,7 @@ type ImportTokens struct {
 
 func (x *ImportTokens) Reset() {
 	*x = ImportTokens{}
-	mi := &file_raftstore_v1_command_proto_msgTypes[7]
+	mi := &file_raftstore_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +820,7 @@ func (x *ImportTokens) String() string {
 func (*ImportTokens) ProtoMessage() {}
 
 func (x *ImportTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_command_proto_msgTypes[7]
+	mi := &file_raftstore_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +833,7 @@ func (x *ImportTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportTokens.ProtoReflect.Descriptor instead.
 func (*ImportTokens) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_raftstore_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ImportTokens) GetRecords() []*TokenRecord {
@@ -786,7 +862,7 @@ type RecordLastUsed struct {
 
 func (x *RecordLastUsed) Reset() {
 	*x = RecordLastUsed{}
-	mi := &file_raftstore_v1_command_proto_msgTypes[8]
+	mi := &file_raftstore_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +874,7 @@ func (x *RecordLastUsed) String() string {
 func (*RecordLastUsed) ProtoMessage() {}
 
 func (x *RecordLastUsed) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_command_proto_msgTypes[8]
+	mi := &file_raftstore_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +887,7 @@ func (x *RecordLastUsed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordLastUsed.ProtoReflect.Descriptor instead.
 func (*RecordLastUsed) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_raftstore_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RecordLastUsed) GetUses() []*LastUsed {
@@ -832,7 +908,7 @@ type LastUsed struct {
 
 func (x *LastUsed) Reset() {
 	*x = LastUsed{}
-	mi := &file_raftstore_v1_command_proto_msgTypes[9]
+	mi := &file_raftstore_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +920,7 @@ func (x *LastUsed) String() string {
 func (*LastUsed) ProtoMessage() {}
 
 func (x *LastUsed) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_command_proto_msgTypes[9]
+	mi := &file_raftstore_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +933,7 @@ func (x *LastUsed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LastUsed.ProtoReflect.Descriptor instead.
 func (*LastUsed) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_raftstore_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LastUsed) GetId() string {
@@ -878,13 +954,14 @@ var File_raftstore_v1_command_proto protoreflect.FileDescriptor
 
 const file_raftstore_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1araftstore/v1/command.proto\x12\fraftstore.v1\x1a\x17raftstore/v1/oidc.proto\x1a\x17raftstore/v1/rbac.proto\"\xc1\x05\n" +
+	"\x1araftstore/v1/command.proto\x12\fraftstore.v1\x1a\x17raftstore/v1/oidc.proto\x1a\x17raftstore/v1/rbac.proto\"\x81\x06\n" +
 	"\aCommand\x12>\n" +
 	"\fcreate_token\x18\x01 \x01(\v2\x19.raftstore.v1.CreateTokenH\x00R\vcreateToken\x12>\n" +
 	"\fupdate_token\x18\x02 \x01(\v2\x19.raftstore.v1.UpdateTokenH\x00R\vupdateToken\x12>\n" +
 	"\frevoke_token\x18\x03 \x01(\v2\x19.raftstore.v1.RevokeTokenH\x00R\vrevokeToken\x12H\n" +
 	"\x10record_last_used\x18\x04 \x01(\v2\x1c.raftstore.v1.RecordLastUsedH\x00R\x0erecordLastUsed\x12A\n" +
-	"\rimport_tokens\x18\x05 \x01(\v2\x1a.raftstore.v1.ImportTokensH\x00R\fimportTokens\x128\n" +
+	"\rimport_tokens\x18\x05 \x01(\v2\x1a.raftstore.v1.ImportTokensH\x00R\fimportTokens\x12>\n" +
+	"\fpurge_tokens\x18\x06 \x01(\v2\x19.raftstore.v1.PurgeTokensH\x00R\vpurgeTokens\x128\n" +
 	"\n" +
 	"apply_rbac\x18\n" +
 	" \x01(\v2\x17.raftstore.v1.ApplyRBACH\x00R\tapplyRbac\x12;\n" +
@@ -941,7 +1018,10 @@ const file_raftstore_v1_command_proto_rawDesc = "" +
 	"\f_description\"I\n" +
 	"\vRevokeToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
-	"\x11revoked_unix_nano\x18\x02 \x01(\x03R\x0frevokedUnixNano\"h\n" +
+	"\x11revoked_unix_nano\x18\x02 \x01(\x03R\x0frevokedUnixNano\"I\n" +
+	"\vPurgeTokens\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12(\n" +
+	"\x10cutoff_unix_nano\x18\x02 \x01(\x03R\x0ecutoffUnixNano\"h\n" +
 	"\fImportTokens\x123\n" +
 	"\arecords\x18\x01 \x03(\v2\x19.raftstore.v1.TokenRecordR\arecords\x12#\n" +
 	"\rskip_existing\x18\x02 \x01(\bR\fskipExisting\"<\n" +
@@ -963,7 +1043,7 @@ func file_raftstore_v1_command_proto_rawDescGZIP() []byte {
 	return file_raftstore_v1_command_proto_rawDescData
 }
 
-var file_raftstore_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_raftstore_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_raftstore_v1_command_proto_goTypes = []any{
 	(*Command)(nil),           // 0: raftstore.v1.Command
 	(*User)(nil),              // 1: raftstore.v1.User
@@ -972,40 +1052,42 @@ var file_raftstore_v1_command_proto_goTypes = []any{
 	(*CreateToken)(nil),       // 4: raftstore.v1.CreateToken
 	(*UpdateToken)(nil),       // 5: raftstore.v1.UpdateToken
 	(*RevokeToken)(nil),       // 6: raftstore.v1.RevokeToken
-	(*ImportTokens)(nil),      // 7: raftstore.v1.ImportTokens
-	(*RecordLastUsed)(nil),    // 8: raftstore.v1.RecordLastUsed
-	(*LastUsed)(nil),          // 9: raftstore.v1.LastUsed
-	nil,                       // 10: raftstore.v1.User.ExtraEntry
-	nil,                       // 11: raftstore.v1.TokenRecord.LabelsEntry
-	(*ApplyRBAC)(nil),         // 12: raftstore.v1.ApplyRBAC
-	(*DeleteRBAC)(nil),        // 13: raftstore.v1.DeleteRBAC
-	(*PutOIDCIssuers)(nil),    // 14: raftstore.v1.PutOIDCIssuers
-	(*DeleteOIDCIssuer)(nil),  // 15: raftstore.v1.DeleteOIDCIssuer
-	(*SetOIDCIssuerKeys)(nil), // 16: raftstore.v1.SetOIDCIssuerKeys
+	(*PurgeTokens)(nil),       // 7: raftstore.v1.PurgeTokens
+	(*ImportTokens)(nil),      // 8: raftstore.v1.ImportTokens
+	(*RecordLastUsed)(nil),    // 9: raftstore.v1.RecordLastUsed
+	(*LastUsed)(nil),          // 10: raftstore.v1.LastUsed
+	nil,                       // 11: raftstore.v1.User.ExtraEntry
+	nil,                       // 12: raftstore.v1.TokenRecord.LabelsEntry
+	(*ApplyRBAC)(nil),         // 13: raftstore.v1.ApplyRBAC
+	(*DeleteRBAC)(nil),        // 14: raftstore.v1.DeleteRBAC
+	(*PutOIDCIssuers)(nil),    // 15: raftstore.v1.PutOIDCIssuers
+	(*DeleteOIDCIssuer)(nil),  // 16: raftstore.v1.DeleteOIDCIssuer
+	(*SetOIDCIssuerKeys)(nil), // 17: raftstore.v1.SetOIDCIssuerKeys
 }
 var file_raftstore_v1_command_proto_depIdxs = []int32{
 	4,  // 0: raftstore.v1.Command.create_token:type_name -> raftstore.v1.CreateToken
 	5,  // 1: raftstore.v1.Command.update_token:type_name -> raftstore.v1.UpdateToken
 	6,  // 2: raftstore.v1.Command.revoke_token:type_name -> raftstore.v1.RevokeToken
-	8,  // 3: raftstore.v1.Command.record_last_used:type_name -> raftstore.v1.RecordLastUsed
-	7,  // 4: raftstore.v1.Command.import_tokens:type_name -> raftstore.v1.ImportTokens
-	12, // 5: raftstore.v1.Command.apply_rbac:type_name -> raftstore.v1.ApplyRBAC
-	13, // 6: raftstore.v1.Command.delete_rbac:type_name -> raftstore.v1.DeleteRBAC
-	14, // 7: raftstore.v1.Command.put_oidc_issuers:type_name -> raftstore.v1.PutOIDCIssuers
-	15, // 8: raftstore.v1.Command.delete_oidc_issuer:type_name -> raftstore.v1.DeleteOIDCIssuer
-	16, // 9: raftstore.v1.Command.set_oidc_issuer_keys:type_name -> raftstore.v1.SetOIDCIssuerKeys
-	10, // 10: raftstore.v1.User.extra:type_name -> raftstore.v1.User.ExtraEntry
-	1,  // 11: raftstore.v1.TokenRecord.user:type_name -> raftstore.v1.User
-	11, // 12: raftstore.v1.TokenRecord.labels:type_name -> raftstore.v1.TokenRecord.LabelsEntry
-	3,  // 13: raftstore.v1.CreateToken.record:type_name -> raftstore.v1.TokenRecord
-	3,  // 14: raftstore.v1.ImportTokens.records:type_name -> raftstore.v1.TokenRecord
-	9,  // 15: raftstore.v1.RecordLastUsed.uses:type_name -> raftstore.v1.LastUsed
-	2,  // 16: raftstore.v1.User.ExtraEntry.value:type_name -> raftstore.v1.ExtraValues
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	9,  // 3: raftstore.v1.Command.record_last_used:type_name -> raftstore.v1.RecordLastUsed
+	8,  // 4: raftstore.v1.Command.import_tokens:type_name -> raftstore.v1.ImportTokens
+	7,  // 5: raftstore.v1.Command.purge_tokens:type_name -> raftstore.v1.PurgeTokens
+	13, // 6: raftstore.v1.Command.apply_rbac:type_name -> raftstore.v1.ApplyRBAC
+	14, // 7: raftstore.v1.Command.delete_rbac:type_name -> raftstore.v1.DeleteRBAC
+	15, // 8: raftstore.v1.Command.put_oidc_issuers:type_name -> raftstore.v1.PutOIDCIssuers
+	16, // 9: raftstore.v1.Command.delete_oidc_issuer:type_name -> raftstore.v1.DeleteOIDCIssuer
+	17, // 10: raftstore.v1.Command.set_oidc_issuer_keys:type_name -> raftstore.v1.SetOIDCIssuerKeys
+	11, // 11: raftstore.v1.User.extra:type_name -> raftstore.v1.User.ExtraEntry
+	1,  // 12: raftstore.v1.TokenRecord.user:type_name -> raftstore.v1.User
+	12, // 13: raftstore.v1.TokenRecord.labels:type_name -> raftstore.v1.TokenRecord.LabelsEntry
+	3,  // 14: raftstore.v1.CreateToken.record:type_name -> raftstore.v1.TokenRecord
+	3,  // 15: raftstore.v1.ImportTokens.records:type_name -> raftstore.v1.TokenRecord
+	10, // 16: raftstore.v1.RecordLastUsed.uses:type_name -> raftstore.v1.LastUsed
+	2,  // 17: raftstore.v1.User.ExtraEntry.value:type_name -> raftstore.v1.ExtraValues
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_raftstore_v1_command_proto_init() }
@@ -1021,6 +1103,7 @@ func file_raftstore_v1_command_proto_init() {
 		(*Command_RevokeToken)(nil),
 		(*Command_RecordLastUsed)(nil),
 		(*Command_ImportTokens)(nil),
+		(*Command_PurgeTokens)(nil),
 		(*Command_ApplyRbac)(nil),
 		(*Command_DeleteRbac)(nil),
 		(*Command_PutOidcIssuers)(nil),
@@ -1034,7 +1117,7 @@ func file_raftstore_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftstore_v1_command_proto_rawDesc), len(file_raftstore_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

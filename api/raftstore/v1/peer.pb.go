@@ -689,7 +689,11 @@ type MemberStatusResponse struct {
 	ServingReads bool   `protobuf:"varint,11,opt,name=serving_reads,json=servingReads,proto3" json:"serving_reads,omitempty"`
 	// clock is the member's clock offset to the leader; unset from a member
 	// that does not report one (an older binary).
-	Clock         *ClockStatus `protobuf:"bytes,12,opt,name=clock,proto3" json:"clock,omitempty"`
+	Clock *ClockStatus `protobuf:"bytes,12,opt,name=clock,proto3" json:"clock,omitempty"`
+	// features are the replicated operations this member's binary applies
+	// beyond those every version does ("purge-tokens"): a leader proposes
+	// such an operation only once every member reports it.
+	Features      []string `protobuf:"bytes,13,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -804,6 +808,13 @@ func (x *MemberStatusResponse) GetServingReads() bool {
 func (x *MemberStatusResponse) GetClock() *ClockStatus {
 	if x != nil {
 		return x.Clock
+	}
+	return nil
+}
+
+func (x *MemberStatusResponse) GetFeatures() []string {
+	if x != nil {
+		return x.Features
 	}
 	return nil
 }
@@ -938,7 +949,7 @@ const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\x14SendSnapshotResponse\"4\n" +
 	"\x13MemberStatusRequest\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\x06R\tclusterId\"\x83\x03\n" +
+	"cluster_id\x18\x01 \x01(\x06R\tclusterId\"\x9f\x03\n" +
 	"\x14MemberStatusResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x06R\x02id\x12!\n" +
@@ -952,7 +963,8 @@ const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\tleader_id\x18\n" +
 	" \x01(\x06R\bleaderId\x12#\n" +
 	"\rserving_reads\x18\v \x01(\bR\fservingReads\x12/\n" +
-	"\x05clock\x18\f \x01(\v2\x19.raftstore.v1.ClockStatusR\x05clock\"\xc2\x01\n" +
+	"\x05clock\x18\f \x01(\v2\x19.raftstore.v1.ClockStatusR\x05clock\x12\x1a\n" +
+	"\bfeatures\x18\r \x03(\tR\bfeatures\"\xc2\x01\n" +
 	"\vClockStatus\x121\n" +
 	"\x06offset\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06offset\x12+\n" +
 	"\x03rtt\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03rtt\x12\x1f\n" +
