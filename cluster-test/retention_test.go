@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
@@ -88,5 +90,69 @@ func TestRetentionPurgesTheSameTokensEverywhere(t *testing.T) {
 		// Only lastUsedAt could change the state here, and nothing
 		// authenticates: a difference is the purge replayed differently.
 		t.Fatalf("state after %s's restart %s, before %s", m.Name, after, before)
+	}
+}
+
+// TestRetentionWaitsForAnOlderMember: during a rolling upgrade a member
+// whose binary cannot apply a purge (emulated with --test-no-features: it
+// reports none over the peer transport) holds every purge back, since it
+// would stop on the operation; once it is restarted without the flag
+// ("upgraded"), the leader purges.
+func TestRetentionWaitsForAnOlderMember(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := newCluster(t, "--token-retention", "1s")
+	old := c.Members[2]
+	c.Kill(old)
+	old.Flags = append(old.Flags, "--test-no-features")
+	if err := c.Start(old); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := leader.Tokens.CreateToken(ctx, &tokenstorev1.CreateTokenRequest{User: &tokenstorev1.UserInfo{Username: "short"}, Ttl: durationpb.New(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := r.GetToken().GetId()
+	// Two rounds held back after the token expired (rounds run every
+	// second on the leader).
+	deferred := metricSum(t, leader, "tokenstore_token_purges_deferred_total")
+	for metricSum(t, leader, "tokenstore_token_purges_deferred_total") < deferred+2 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the leader held back no purge while %s cannot apply one", old.Name)
+		case <-time.After(200 * time.Millisecond): // polling the leader's metric
+		}
+	}
+	for _, m := range c.Members {
+		if _, err := m.Tokens.GetToken(ctx, &tokenstorev1.GetTokenRequest{Id: id, Consistency: tokenstorev1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE}); err != nil {
+			t.Fatalf("%s: %v: purged although %s cannot apply a purge", m.Name, err, old.Name)
+		}
+	}
+	if n := metricSum(t, leader, "tokenstore_tokens_purged_total"); n != 0 {
+		t.Fatalf("tokenstore_tokens_purged_total %v at the leader", n)
+	}
+
+	c.Terminate(old)
+	old.Flags = old.Flags[:len(old.Flags)-1]
+	if err := c.Start(old); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := old.Tokens.GetToken(ctx, &tokenstorev1.GetTokenRequest{Id: id, Consistency: tokenstorev1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE})
+		if status.Code(err) == codes.NotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not purged 30s after %s was upgraded: %v", old.Name, err)
+		}
+		time.Sleep(100 * time.Millisecond) // polling: the purge's only event is its effect
 	}
 }

@@ -51,9 +51,9 @@ type Config struct {
 	// its bootstrap decision until gossip shows the cluster its peers
 	// formed without it: the slow-founding-member race, made certain.
 	TestBootstrapLate bool
-	// testNoFeatures (package tests only) makes the member report no
-	// optional replicated operations, as a binary from before them does.
-	testNoFeatures      bool
+	// TestNoFeatures (test only) makes the member report no optional
+	// replicated operations, as a binary from before them does.
+	TestNoFeatures      bool
 	ShutdownDelay       time.Duration
 	SnapshotCount       uint64
 	CatchUpEntries      uint64
@@ -100,6 +100,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	_ = fs.MarkHidden("test-clock-offset")
 	fs.BoolVar(&c.TestBootstrapLate, "test-bootstrap-late", false, "TEST ONLY: with --bootstrap-expect, decide to bootstrap only after gossip shows the cluster the other founding members formed")
 	_ = fs.MarkHidden("test-bootstrap-late")
+	fs.BoolVar(&c.TestNoFeatures, "test-no-features", false, "TEST ONLY: report no optional replicated operations (as a binary from before them), so the leader holds those back")
+	_ = fs.MarkHidden("test-no-features")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep answering requests this long after readiness turns false and leadership is handed over, so load balancers stop sending new ones before the listeners close (a few seconds behind a Kubernetes Service)")
 	fs.Uint64Var(&c.SnapshotCount, "snapshot-count", 10000, "applied entries between snapshots (the log is compacted behind each)")
 	fs.Uint64Var(&c.CatchUpEntries, "catch-up-entries", 5000, "entries kept in the log behind each snapshot, so a slightly lagging follower catches up from the log rather than a snapshot")

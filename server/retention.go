@@ -26,7 +26,7 @@ import (
 // features are the optional replicated operations this binary applies
 // (raftstore.Config.Features).
 func features(cfg Config) []string {
-	if cfg.testNoFeatures {
+	if cfg.TestNoFeatures {
 		return nil
 	}
 	return []string{state.FeaturePurgeTokens}

@@ -90,7 +90,7 @@ func TestRetentionPurgesRevokedAndExpiredTokens(t *testing.T) {
 func TestRetentionWaitsForEveryMemberToApplyPurges(t *testing.T) {
 	cfg := testConfig(t.TempDir())
 	cfg.TokenRetention = time.Second
-	cfg.testNoFeatures = true
+	cfg.TestNoFeatures = true
 	s, conn := startSoloConfig(t, cfg)
 	tokens := tokenstorev1.NewTokenServiceClient(conn)
 	short := createFor(t, tokens, "short", time.Second)
