@@ -69,6 +69,10 @@ type Config struct {
 	// Called from any goroutine; must not block.
 	ClockStatus func() *raftstorev1.ClockStatus
 
+	// TestSyncDelay (tests only) slows every fdatasync of the raft log by
+	// this much, as a slow disk would (fault campaigns).
+	TestSyncDelay time.Duration
+
 	// Features name the optional replicated operations the state machine
 	// applies, reported in MemberStatus so that a leader proposes one only
 	// once every member can apply it (a rolling upgrade in progress).

@@ -54,7 +54,7 @@ func checkGuard(t *testing.T, dir string) {
 func TestFreshLogHasDowngradeGuard(t *testing.T) {
 	dir := t.TempDir()
 	for i := 0; i < 2; i++ {
-		s, err := openLogStore(dir, slog.New(slog.DiscardHandler))
+		s, err := openLogStore(dir, slog.New(slog.DiscardHandler), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func TestFreshLogHasDowngradeGuard(t *testing.T) {
 // as a member without raft state.
 func TestGuardWithoutWALIsRefused(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openLogStore(dir, slog.New(slog.DiscardHandler))
+	s, err := openLogStore(dir, slog.New(slog.DiscardHandler), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestGuardWithoutWALIsRefused(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, walDir)); err != nil {
 		t.Fatal(err)
 	}
-	_, err = openLogStore(dir, slog.New(slog.DiscardHandler))
+	_, err = openLogStore(dir, slog.New(slog.DiscardHandler), 0)
 	if err == nil || !strings.Contains(err.Error(), "which is missing") {
 		t.Fatalf("opening a guard without wal/: %v, want a refusal", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -33,11 +34,11 @@ func HasRaftLog(dir string) bool {
 
 // openLogStore opens the raft log of the data directory dir, migrating a
 // format-1 raft.db first if that is what it holds (migrateLog).
-func openLogStore(dir string, log *slog.Logger) (*logStore, error) {
+func openLogStore(dir string, log *slog.Logger, syncDelay time.Duration) (*logStore, error) {
 	if err := migrateLog(dir, log); err != nil {
 		return nil, err
 	}
-	w, err := wal.Open(filepath.Join(dir, walDir), wal.Options{})
+	w, err := wal.Open(filepath.Join(dir, walDir), wal.Options{SyncDelay: syncDelay})
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}

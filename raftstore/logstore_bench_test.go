@@ -62,7 +62,7 @@ func BenchmarkLogStoreSave(b *testing.B) {
 		run(b, s, nil) // bbolt's syncs are not counted here
 	})
 	b.Run("format=2-wal", func(b *testing.B) {
-		s, err := openLogStore(b.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		s, err := openLogStore(b.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)), 0)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -51,7 +51,7 @@ func v1Fixture(t *testing.T) (string, *v1Log) {
 // loadLog opens dir's raft log (migrating it if needed) and loads it.
 func loadLog(t *testing.T, dir string) (*raftpb.Snapshot, *raftpb.HardState, []*raftpb.Entry) {
 	t.Helper()
-	s, err := openLogStore(dir, quietLogger())
+	s, err := openLogStore(dir, quietLogger(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

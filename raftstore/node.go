@@ -113,7 +113,7 @@ func Open(c Config) (*Node, error) {
 	n.proposals.init(cfg.ID)
 	n.reads.init()
 
-	if n.logs, err = openLogStore(cfg.DataDir, n.log); err != nil {
+	if n.logs, err = openLogStore(cfg.DataDir, n.log, cfg.TestSyncDelay); err != nil {
 		return nil, err
 	}
 	snap, hs, ents, err := n.logs.load()

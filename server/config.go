@@ -47,6 +47,9 @@ type Config struct {
 	TimeSource          string
 	MaxClockCorrection  time.Duration
 	TestClockOffset     time.Duration
+	// TestFsyncDelay (test only) slows every fsync of the raft log, as a
+	// slow disk would (the campaign's slow-disk fault).
+	TestFsyncDelay time.Duration
 	// TestBootstrapLate (test only) makes a --bootstrap-expect member hold
 	// its bootstrap decision until gossip shows the cluster its peers
 	// formed without it: the slow-founding-member race, made certain.
@@ -98,6 +101,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.MaxClockCorrection, "max-clock-correction", DefaultMaxClockCorrection, "largest clock offset to the leader that is corrected; a larger one is not applied, logged as an error and raises tokenstore_clock_correction_refused")
 	fs.DurationVar(&c.TestClockOffset, "test-clock-offset", 0, "TEST ONLY: shift this member's clock by this much (e.g. -2m) to simulate a skewed host")
 	_ = fs.MarkHidden("test-clock-offset")
+	fs.DurationVar(&c.TestFsyncDelay, "test-fsync-delay", 0, "TEST ONLY: add this much to every fsync of the raft log, as a slow disk would")
+	_ = fs.MarkHidden("test-fsync-delay")
 	fs.BoolVar(&c.TestBootstrapLate, "test-bootstrap-late", false, "TEST ONLY: with --bootstrap-expect, decide to bootstrap only after gossip shows the cluster the other founding members formed")
 	_ = fs.MarkHidden("test-bootstrap-late")
 	fs.BoolVar(&c.TestNoFeatures, "test-no-features", false, "TEST ONLY: report no optional replicated operations (as a binary from before them), so the leader holds those back")
@@ -215,6 +220,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CleanupDeadAfter < 0 || (c.CleanupDeadAfter > 0 && c.ListenGossip == "") {
 		return errors.New("--autopilot-cleanup-dead-after needs --listen-gossip and must not be negative")
+	}
+	if c.TestFsyncDelay < 0 {
+		return errors.New("--test-fsync-delay must not be negative")
 	}
 	if c.TokenRetention < 0 {
 		return errors.New("--token-retention must not be negative (0 keeps revoked and expired tokens forever)")

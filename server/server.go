@@ -154,7 +154,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		Name: cfg.Name, ID: p.id, ClusterID: p.clusterID, DataDir: cfg.DataDir,
 		InitialCluster: p.initial, JoinMembers: p.join, ForceNewCluster: cfg.ForceNewCluster,
 		PeerAddress: cfg.AdvertisePeer, ClientAddress: cfg.AdvertiseClient,
-		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks,
+		TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, TestSyncDelay: cfg.TestFsyncDelay,
 		SnapshotCount: cfg.SnapshotCount, CatchUpEntries: cfg.CatchUpEntries, MaxStaleness: cfg.MaxStaleness,
 		StateMachine: s.state, Transport: tr, Logger: log, ClockStatus: s.clockStatus,
 		Features: features(cfg),

@@ -29,6 +29,9 @@ type Options struct {
 	// SegmentSize is the size segments are preallocated to and rotated at
 	// (DefaultSegmentSize if zero). Tests make it small.
 	SegmentSize int64
+	// SyncDelay (tests only) is added to every fdatasync of a segment, as
+	// a slow disk would: fault campaigns use it to slow one member's log.
+	SyncDelay time.Duration
 }
 
 type segment struct {
@@ -44,12 +47,13 @@ type WAL struct {
 	dir     string
 	dirFile *os.File // flock'ed; fsynced after segment files change
 	size    int64
-	segs    []*segment // oldest first; the last is active
-	f       *os.File   // the active segment
-	off     int64      // where the next record goes in f
-	seed    uint32     // CRC seed of the active segment
-	state   logState   // snapshot and hard state now; entries only until Load
-	last    uint64     // the last entry index
+	delay   time.Duration // Options.SyncDelay
+	segs    []*segment    // oldest first; the last is active
+	f       *os.File      // the active segment
+	off     int64         // where the next record goes in f
+	seed    uint32        // CRC seed of the active segment
+	state   logState      // snapshot and hard state now; entries only until Load
+	last    uint64        // the last entry index
 	loaded  bool
 	err     error // sticky: after a failed write the log's tail is unknown
 	// syncs counts fdatasyncs and fsyncs, for tests of the one-sync-per-
@@ -70,7 +74,7 @@ func Open(dir string, opts Options) (*WAL, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &WAL{dir: dir, dirFile: df, size: opts.SegmentSize}
+	w := &WAL{dir: dir, dirFile: df, size: opts.SegmentSize, delay: opts.SyncDelay}
 	if err := w.open(); err != nil {
 		w.Close()
 		return nil, err
@@ -269,6 +273,9 @@ func (w *WAL) syncDir() error {
 }
 
 func (w *WAL) fdatasync() error {
+	if w.delay > 0 {
+		time.Sleep(w.delay) // a slow disk (Options.SyncDelay), on purpose
+	}
 	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
 		return fmt.Errorf("sync wal segment %s: %w", w.segs[len(w.segs)-1].path, err)
 	}

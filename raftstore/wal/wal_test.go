@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -486,5 +487,23 @@ func TestMissingSegment(t *testing.T) {
 	must(t, os.Remove(files[1]))
 	if _, err := Open(dir, Options{SegmentSize: size}); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("open: %v", err)
+	}
+}
+
+// Options.SyncDelay slows every Save by at least the delay (a slow disk for
+// fault campaigns) and changes nothing else.
+func TestSyncDelaySlowsEverySave(t *testing.T) {
+	const delay = 20 * time.Millisecond
+	w, err := Open(t.TempDir(), Options{SyncDelay: delay})
+	must(t, err)
+	defer w.Close()
+	_, _, _, err = w.Load()
+	must(t, err)
+	start := time.Now()
+	for i := uint64(1); i <= 3; i++ {
+		must(t, w.Save(hs(1, i), ents(1, i, i)))
+	}
+	if d := time.Since(start); d < 3*delay {
+		t.Fatalf("3 saves took %v with a sync delay of %v", d, delay)
 	}
 }
