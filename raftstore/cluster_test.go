@@ -239,6 +239,21 @@ func (c *cluster) follower() *member {
 	return nil
 }
 
+// followers2 returns the two members of a three-member cluster other than
+// the leader l.
+func (c *cluster) followers2(l *member) (f, x *member) {
+	for _, m := range c.members {
+		switch {
+		case m == l:
+		case f == nil:
+			f = m
+		default:
+			x = m
+		}
+	}
+	return f, x
+}
+
 func put(t *testing.T, m *member, k, v string) raftstore.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -464,16 +479,7 @@ func TestProposalAtFollowerOutlivesTheLeadersDeath(t *testing.T) {
 func TestProposalReachingAMemberWithoutLeaderIsHandedBack(t *testing.T) {
 	c := newCluster(t, 3, 1000)
 	l := c.leader()
-	var f, x *member
-	for _, m := range c.members {
-		if m != l {
-			if f == nil {
-				f = m
-			} else {
-				x = m
-			}
-		}
-	}
+	f, x := c.followers2(l)
 	c.net.isolate(x.id, true)
 	deadline := time.Now().Add(10 * time.Second)
 	for x.node.Leader() != 0 {
@@ -525,16 +531,7 @@ func TestProposalDroppedByATransferringLeaderIsHandedBack(t *testing.T) {
 func testProposalDroppedByATransferringLeader(t *testing.T, askAt string) {
 	c := newCluster(t, 3, 1000)
 	l := c.leader()
-	var f, x *member
-	for _, m := range c.members {
-		if m != l {
-			if f == nil {
-				f = m
-			} else {
-				x = m
-			}
-		}
-	}
+	f, x := c.followers2(l)
 	put(t, f, "warm", "1")
 	c.net.isolate(x.id, true)
 	tctx, tcancel := context.WithTimeout(context.Background(), 5*time.Second)
