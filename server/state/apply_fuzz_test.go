@@ -110,6 +110,12 @@ func applyOnce(t *testing.T, db *bolt.DB, index uint64, payload []byte) applied 
 	case rbac.Result:
 		a.refused = r.Err != nil
 		a.outcome = fmt.Sprintf("%v %d %v", r.Changes, r.Revision, r.Err)
+	case PurgeOutcome:
+		// No refusal: listed ids not past the cutoff are left alone.
+		a.outcome = fmt.Sprintf("purged %d", r.Purged)
+		if r.Purged == 0 && !bytes.Equal(a.before, a.after) {
+			t.Fatal("a purge that purged nothing changed the transaction")
+		}
 	case nil:
 	default:
 		t.Fatalf("Apply returned a %T", res)
@@ -194,6 +200,8 @@ func fuzzSeedCommands(ids []string) []*raftstorev1.Command {
 	return []*raftstorev1.Command{
 		createCmd("token-new"),
 		createCmd(ids[0]), // exists
+		{Op: &raftstorev1.Command_PurgeTokens{PurgeTokens: &raftstorev1.PurgeTokens{Ids: ids, CutoffUnixNano: 10}}},             // purges the revoked one
+		{Op: &raftstorev1.Command_PurgeTokens{PurgeTokens: &raftstorev1.PurgeTokens{Ids: []string{ids[1]}, CutoffUnixNano: 4}}}, // revoked after the cutoff
 		{Op: &raftstorev1.Command_CreateToken{CreateToken: &raftstorev1.CreateToken{Record: &raftstorev1.TokenRecord{Id: "token-x"}}}},
 		{Op: &raftstorev1.Command_UpdateToken{UpdateToken: &raftstorev1.UpdateToken{Id: ids[0], Disabled: &yes, ExpiresUnixNano: &exp}}},
 		{Op: &raftstorev1.Command_UpdateToken{UpdateToken: &raftstorev1.UpdateToken{Id: ids[1], Disabled: &yes}}}, // revoked
