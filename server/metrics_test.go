@@ -197,7 +197,7 @@ func TestDashboardUsesExistingMetrics(t *testing.T) {
 			queries = append(queries, r.Expr)
 		}
 	}
-	name := regexp.MustCompile(`\b(?:tokenstore|process|go)_[a-z0-9_]+\b`)
+	name := regexp.MustCompile(`\b(?:tokenstore|process|go)_[a-zA-Z0-9_:]+\b`)
 	seen := 0
 	for _, q := range queries {
 		for _, n := range name.FindAllString(q, -1) {
