@@ -55,8 +55,11 @@ type Node struct {
 	confirmed atomic.Int64
 	// transferUntil is until when (nanoseconds since base) a leadership
 	// transfer this member's raft was asked for may still be in progress
-	// (undelivered.go).
+	// (undelivered.go). transferMu orders setting it against forwarded
+	// proposals stepped without waiting: those hold it for reading from
+	// their check of transferUntil until raft has taken them.
 	transferUntil atomic.Int64
+	transferMu    sync.RWMutex
 
 	appliedMu sync.Mutex
 	appliedC  chan struct{} // closed and replaced after every apply batch

@@ -64,21 +64,26 @@ func (n *Node) ReportUndelivered(msgs []*raftpb.Message) {
 // transfers the step does not wait for that answer: the wait would
 // serialise the peer stream behind the raft loop and cost a third of the
 // throughput of writes made at followers (BenchmarkProposeAtFollower).
-// The transfer is noted before raft can begin it, so only a proposal
-// checked just before and stepped just after can still be dropped
-// unseen; its proposer waits for its deadline, as before.
+// The transfer is noted before raft can begin it, and noting it waits for
+// proposals being stepped without waiting (transferMu), so none of those
+// can meet the transfer in raft.
 func (n *Node) stepProposal(ctx context.Context, m *raftpb.Message) error {
 	if n.Leader() == 0 {
 		n.returnProposals(m)
 		return nil
 	}
+	n.transferMu.RLock()
 	if n.mayBeTransferring() && onlyNormalEntries(m) {
+		n.transferMu.RUnlock()
 		n.proposeForwarded(ctx, m)
 		return nil
 	}
 	sctx, cancel := context.WithTimeout(ctx, n.cfg.TickInterval)
 	defer cancel()
 	err := n.raft.Step(sctx, m)
+	// Step returned: raft's loop took m and steps it before it takes
+	// anything else, so a transfer noted after this steps after m.
+	n.transferMu.RUnlock()
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		n.returnProposals(m)
 		return nil
@@ -88,8 +93,14 @@ func (n *Node) stepProposal(ctx context.Context, m *raftpb.Message) error {
 
 // noteTransfer records that raft here may be transferring leadership for
 // the next two election timeouts (raft gives up a transfer after one).
+// Called before the transfer is stepped into raft: once it returns, every
+// forwarded proposal stepped without waiting has been taken by raft (and
+// so is stepped before the transfer), and every later one waits for
+// raft's answer.
 func (n *Node) noteTransfer() {
+	n.transferMu.Lock()
 	n.transferUntil.Store(int64(time.Since(n.base) + 2*n.cfg.electionTimeout()))
+	n.transferMu.Unlock()
 }
 
 func (n *Node) mayBeTransferring() bool {
