@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
+	"github.com/tokenstore/tokenstore/internal/durable"
 )
 
 // identityFile binds a data directory to one member of one cluster. It is
@@ -105,16 +106,7 @@ func writeFileSync(path string, data []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.SyncDir(filepath.Dir(path))
 }
 
 // ReadIdentity returns the identity stored in data directory dir, or nil

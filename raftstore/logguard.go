@@ -8,6 +8,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/tokenstore/tokenstore/internal/durable"
 )
 
 // A data directory whose raft log is the WAL keeps a raft.db that holds
@@ -66,7 +68,7 @@ func ensureLogGuard(dir string) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write raft.db downgrade guard: %w", err)
 	}
-	return syncDir(dir)
+	return durable.SyncDir(dir)
 }
 
 // isLogGuard reports whether the raft.db at path is the downgrade guard

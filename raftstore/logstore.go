@@ -9,6 +9,7 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/tokenstore/tokenstore/internal/durable"
 	"github.com/tokenstore/tokenstore/raftstore/wal"
 )
 
@@ -113,7 +114,7 @@ func createLog(dir string, snap *raftpb.Snapshot, hs *raftpb.HardState, ents []*
 	if err := os.Rename(tmp, filepath.Join(dir, walDir)); err != nil {
 		return fmt.Errorf("create raft log: %w", err)
 	}
-	return syncDir(dir)
+	return durable.SyncDir(dir)
 }
 
 // writeLog writes a complete, durable WAL into dir (new).

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
+	"github.com/tokenstore/tokenstore/internal/durable"
 )
 
 // ErrStopped is returned by calls on a node that has stopped.
@@ -300,7 +301,7 @@ func (n *Node) openState(path, installAs string) error {
 			st.Close()
 			return err
 		}
-		if err := syncDir(filepath.Dir(installAs)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(installAs)); err != nil {
 			st.Close()
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
+	"github.com/tokenstore/tokenstore/internal/durable"
 	"github.com/tokenstore/tokenstore/server/state"
 	"github.com/tokenstore/tokenstore/server/token"
 )
@@ -150,7 +151,7 @@ func (s *Server) pendingAdminSecret() (string, error) {
 	if err := writeSecretFile(path, token.Bearer(BootstrapAdminTokenID, secret)+"\n"); err != nil {
 		return "", err
 	}
-	if err := syncDir(s.cfg.DataDir); err != nil {
+	if err := durable.SyncDir(s.cfg.DataDir); err != nil {
 		return "", err
 	}
 	return secret, nil
@@ -190,7 +191,7 @@ func (s *Server) settlePendingAdminToken(rec *raftstorev1.TokenRecord) bool {
 	if err := os.Remove(pending); err != nil {
 		s.log.Warn("bootstrap admin token: cannot remove the pending file", "file", pending, "err", err)
 	}
-	if err := syncDir(s.cfg.DataDir); err != nil {
+	if err := durable.SyncDir(s.cfg.DataDir); err != nil {
 		s.log.Warn("bootstrap admin token: cannot sync the data directory", "err", err)
 	}
 	s.log.Info("bootstrap admin token created", "file", final, "token_id", BootstrapAdminTokenID)
@@ -214,20 +215,6 @@ func readAdminTokenFile(path string) (string, error) {
 		return "", fmt.Errorf("%s: %w", path, errMalformedAdminToken)
 	}
 	return secret, nil
-}
-
-// syncDir makes the entries of dir (a created, linked or removed file)
-// durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // writeSecretFile creates path readable by its owner only; it never
