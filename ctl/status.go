@@ -72,15 +72,33 @@ type memberJSON struct {
 	Clock *clockJSON `json:"clock"`
 }
 
-// clockJSON is a member's clock offset to the leader. Offset and
-// OffsetSeconds are null before the first measurement ("unknown").
+// clockJSON is a member's clock: its offset to cluster time (the median
+// of the voters' clocks; an older member reports its offset to the
+// leader's clock). Offset and OffsetSeconds are null before the member has
+// measured another member's clock ("unknown").
 type clockJSON struct {
-	Offset        *string  `json:"offset"`
-	OffsetSeconds *float64 `json:"offsetSeconds"`
-	RTTSeconds    *float64 `json:"rttSeconds"`
-	TimeSource    string   `json:"timeSource"`
-	Applied       bool     `json:"applied"`
-	Refused       bool     `json:"refused"`
+	Offset            *string         `json:"offset"`
+	OffsetSeconds     *float64        `json:"offsetSeconds"`
+	RTTSeconds        *float64        `json:"rttSeconds"`
+	CorrectionSeconds *float64        `json:"correctionSeconds"`
+	TimeSource        string          `json:"timeSource"`
+	Applied           bool            `json:"applied"`
+	Refused           bool            `json:"refused"`
+	Outlier           bool            `json:"outlier"`
+	Clocks            uint32          `json:"clocks"`
+	Voters            uint32          `json:"voters"`
+	Synced            bool            `json:"synced"`
+	Peers             []peerClockJSON `json:"peers"`
+}
+
+// peerClockJSON is a member's measurement of another voter's clock.
+type peerClockJSON struct {
+	Name          string  `json:"name"`
+	ID            string  `json:"id"`
+	OffsetSeconds float64 `json:"offsetSeconds"`
+	RTTSeconds    float64 `json:"rttSeconds"`
+	AgeSeconds    float64 `json:"ageSeconds"`
+	Counted       bool    `json:"counted"`
 }
 
 func statusView(resp *tokenstorev1.StatusResponse) statusJSON {
@@ -163,20 +181,37 @@ func clockView(c *tokenstorev1.MemberClock) *clockJSON {
 	if c == nil {
 		return nil
 	}
-	v := &clockJSON{TimeSource: c.GetTimeSource(), Applied: c.GetApplied(), Refused: c.GetRefused()}
+	v := &clockJSON{
+		TimeSource: c.GetTimeSource(), Applied: c.GetApplied(), Refused: c.GetRefused(), Outlier: c.GetOutlier(),
+		Clocks: c.GetClocks(), Voters: c.GetVoters(), Synced: c.GetSynced(), Peers: []peerClockJSON{},
+	}
 	if c.GetOffset() != nil {
 		off, rtt := c.GetOffset().AsDuration().Seconds(), c.GetRtt().AsDuration().Seconds()
 		s := signedDuration(c.GetOffset().AsDuration())
 		v.Offset, v.OffsetSeconds, v.RTTSeconds = &s, &off, &rtt
 	}
+	if c.GetCorrection() != nil {
+		corr := c.GetCorrection().AsDuration().Seconds()
+		v.CorrectionSeconds = &corr
+	}
+	for _, p := range c.GetPeers() {
+		v.Peers = append(v.Peers, peerClockJSON{
+			Name: p.GetName(), ID: hexID(p.GetId()), OffsetSeconds: p.GetOffset().AsDuration().Seconds(),
+			RTTSeconds: p.GetRtt().AsDuration().Seconds(), AgeSeconds: p.GetAge().AsDuration().Seconds(), Counted: p.GetCounted(),
+		})
+	}
 	return v
 }
 
-// clockCell is the CLOCK OFFSET column: the leader's clock minus the
-// member's ("+2m0.001s": the member is 2 minutes behind), "unknown" before
-// the first measurement, "-" when not reported. A suffix says when the
-// member does not correct by it: "(local time)" with --time-source local,
-// "(REFUSED)" when it exceeds --max-clock-correction.
+// clockCell is the CLOCK OFFSET column: cluster time minus the member's
+// clock ("+2m0.001s": the member's clock is 2 minutes behind), "unknown"
+// before the member has measured another's clock, "-" when not reported.
+// Suffixes: "(REFUSED)" when the offset exceeds --max-clock-correction and
+// is not corrected, "(local time)" with --time-source local, "(OUTLIER)"
+// when the member's clock is further than --clock-outlier-threshold from
+// the cluster's (corrected, but its host's clock needs fixing), "(own
+// clock)" when it knows no other member's clock, "(slewing)" while its
+// correction has not yet come down to the offset.
 func clockCell(c *tokenstorev1.MemberClock) string {
 	if c == nil {
 		return "-"
@@ -190,6 +225,16 @@ func clockCell(c *tokenstorev1.MemberClock) string {
 		s += " (REFUSED)"
 	case c.GetTimeSource() == "local":
 		s += " (local time)"
+	case c.GetOutlier():
+		s += " (OUTLIER)"
+	}
+	if c.GetVoters() > 1 && c.GetClocks() == 1 {
+		s += " (own clock)"
+	}
+	if c.GetApplied() && c.GetCorrection() != nil && c.GetOffset() != nil {
+		if d := c.GetCorrection().AsDuration() - c.GetOffset().AsDuration(); d > time.Millisecond || d < -time.Millisecond {
+			s += " (slewing)"
+		}
 	}
 	return s
 }

@@ -82,3 +82,25 @@ func TestStatusShowsClockOffset(t *testing.T) {
 		t.Errorf("JSON key of the clock is not \"clock\": %s", b)
 	}
 }
+
+func TestClockCellSaysOutlierOwnClockAndSlewing(t *testing.T) {
+	d := durationpb.New
+	for _, tc := range []struct {
+		c    *tokenstorev1.MemberClock
+		want string
+	}{
+		{&tokenstorev1.MemberClock{Offset: d(2 * time.Minute), Correction: d(2 * time.Minute), TimeSource: "cluster", Applied: true, Outlier: true, Clocks: 3, Voters: 3}, "+2m0s (OUTLIER)"},
+		{&tokenstorev1.MemberClock{TimeSource: "cluster", Applied: true, Clocks: 1, Voters: 3}, "unknown (own clock)"},
+		{&tokenstorev1.MemberClock{Offset: d(0), Correction: d(30 * time.Second), TimeSource: "cluster", Applied: true, Clocks: 3, Voters: 3}, "+0s (slewing)"},
+		{&tokenstorev1.MemberClock{Offset: d(time.Millisecond), Correction: d(time.Millisecond / 2), TimeSource: "cluster", Applied: true, Clocks: 3, Voters: 3}, "+1ms"},
+	} {
+		if got := clockCell(tc.c); got != tc.want {
+			t.Errorf("clockCell(%v) = %q, want %q", tc.c, got, tc.want)
+		}
+	}
+	v := clockView(&tokenstorev1.MemberClock{Offset: d(0), TimeSource: "cluster", Clocks: 3, Voters: 3, Synced: true,
+		Peers: []*tokenstorev1.PeerClock{{Name: "n3", Id: 0xa3, Offset: d(-2 * time.Minute), Age: d(time.Second), Counted: true}}})
+	if len(v.Peers) != 1 || v.Peers[0].Name != "n3" || v.Peers[0].OffsetSeconds != -120 || !v.Peers[0].Counted || v.Clocks != 3 || !v.Synced {
+		t.Errorf("clock JSON %+v", v)
+	}
+}

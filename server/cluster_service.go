@@ -33,6 +33,10 @@ func (c *clusterService) Status(ctx context.Context, _ *tokenstorev1.StatusReque
 	}
 	qctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
+	names := map[uint64]string{}
+	for _, m := range members {
+		names[m.GetId()] = m.GetName()
+	}
 	var wg sync.WaitGroup
 	for i, m := range members {
 		if m.GetId() == resp.LeaderId {
@@ -46,7 +50,7 @@ func (c *clusterService) Status(ctx context.Context, _ *tokenstorev1.StatusReque
 			if err != nil {
 				ms.Error = err.Error()
 			} else {
-				fillMemberStatus(ms, st)
+				fillMemberStatus(ms, st, names)
 			}
 			resp.Members[i] = ms
 		}()
@@ -55,7 +59,7 @@ func (c *clusterService) Status(ctx context.Context, _ *tokenstorev1.StatusReque
 	return resp, nil
 }
 
-func fillMemberStatus(ms *tokenstorev1.MemberStatus, st *raftstore.MemberStatus) {
+func fillMemberStatus(ms *tokenstorev1.MemberStatus, st *raftstore.MemberStatus, names map[uint64]string) {
 	ms.Reachable = true
 	ms.ClientAddress = st.ClientAddress
 	if st.PeerAddress != "" {
@@ -65,7 +69,7 @@ func fillMemberStatus(ms *tokenstorev1.MemberStatus, st *raftstore.MemberStatus)
 	ms.AppliedIndex = st.AppliedIndex
 	ms.CommitIndex = st.CommitIndex
 	ms.ServingReads = st.ServingReads
-	ms.Clock = memberClock(st.Clock)
+	ms.Clock = memberClock(st.Clock, names)
 	switch {
 	case st.Learner:
 		ms.Role = tokenstorev1.MemberRole_MEMBER_ROLE_LEARNER

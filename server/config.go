@@ -24,29 +24,30 @@ import (
 // TOKENSTORE_<FLAG> (upper case, '-' as '_'), then from the --config file
 // (YAML, keys are flag names), then the default.
 type Config struct {
-	Name                string
-	DataDir             string
-	ListenClient        string
-	ListenPeer          string
-	ListenHTTP          string
-	AdvertiseClient     string
-	AdvertisePeer       string
-	InitialCluster      string
-	InitialClusterToken string
-	InitialClusterState string
-	ListenGossip        string
-	AdvertiseGossip     string
-	Join                []string
-	BootstrapExpect     int
-	ForceNewCluster     bool
-	CleanupDeadAfter    time.Duration
-	TokenRetention      time.Duration
-	ReadConsistency     string
-	MaxStaleness        time.Duration
-	RequestTimeout      time.Duration
-	TimeSource          string
-	MaxClockCorrection  time.Duration
-	TestClockOffset     time.Duration
+	Name                  string
+	DataDir               string
+	ListenClient          string
+	ListenPeer            string
+	ListenHTTP            string
+	AdvertiseClient       string
+	AdvertisePeer         string
+	InitialCluster        string
+	InitialClusterToken   string
+	InitialClusterState   string
+	ListenGossip          string
+	AdvertiseGossip       string
+	Join                  []string
+	BootstrapExpect       int
+	ForceNewCluster       bool
+	CleanupDeadAfter      time.Duration
+	TokenRetention        time.Duration
+	ReadConsistency       string
+	MaxStaleness          time.Duration
+	RequestTimeout        time.Duration
+	TimeSource            string
+	MaxClockCorrection    time.Duration
+	ClockOutlierThreshold time.Duration
+	TestClockOffset       time.Duration
 	// TestFsyncDelay (test only) slows every fsync of the raft log, as a
 	// slow disk would (the campaign's slow-disk fault).
 	TestFsyncDelay time.Duration
@@ -97,8 +98,9 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ReadConsistency, "read-consistency", "bounded", "default read consistency: bounded (local state confirmed within --max-staleness) or linearizable (ReadIndex per batch of reads)")
 	fs.DurationVar(&c.MaxStaleness, "max-staleness", 5*time.Second, "bounded reads fail closed when this member has not confirmed it is caught up with the leader for this long")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 10*time.Second, "deadline for a request that brings none")
-	fs.StringVar(&c.TimeSource, "time-source", "cluster", "time for expiry and other time checks: cluster (this member's clock corrected by its measured offset to the leader's) or local (this member's clock)")
-	fs.DurationVar(&c.MaxClockCorrection, "max-clock-correction", DefaultMaxClockCorrection, "largest clock offset to the leader that is corrected; a larger one is not applied, logged as an error and raises tokenstore_clock_correction_refused")
+	fs.StringVar(&c.TimeSource, "time-source", "cluster", "time for expiry and other time checks: cluster (this member's clock corrected toward the median of the voters' clocks) or local (this member's clock)")
+	fs.DurationVar(&c.MaxClockCorrection, "max-clock-correction", DefaultMaxClockCorrection, "largest distance between this member's clock and cluster time that is corrected; a larger one is not applied, logged as an error and raises tokenstore_clock_correction_refused")
+	fs.DurationVar(&c.ClockOutlierThreshold, "clock-outlier-threshold", DefaultClockOutlierThreshold, "a member whose clock is further than this from cluster time is an outlier: a warning, tokenstore_clock_outlier 1, OUTLIER in tokenctl status (0 disables)")
 	fs.DurationVar(&c.TestClockOffset, "test-clock-offset", 0, "TEST ONLY: shift this member's clock by this much (e.g. -2m) to simulate a skewed host")
 	_ = fs.MarkHidden("test-clock-offset")
 	fs.DurationVar(&c.TestFsyncDelay, "test-fsync-delay", 0, "TEST ONLY: add this much to every fsync of the raft log, as a slow disk would")
@@ -245,6 +247,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxClockCorrection <= 0 {
 		return fmt.Errorf("--max-clock-correction %s: must be positive (to never correct, use --time-source local)", c.MaxClockCorrection)
+	}
+	if c.ClockOutlierThreshold < 0 {
+		return fmt.Errorf("--clock-outlier-threshold %s: must not be negative", c.ClockOutlierThreshold)
 	}
 	if c.ShutdownDelay < 0 {
 		return errors.New("--shutdown-delay must not be negative")

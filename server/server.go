@@ -175,7 +175,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	go s.probePeers() // metrics.go
 	bg, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.metrics.registerClock(s.clock)
+	s.metrics.registerClock(s.clock, s.memberNames)
 	s.runClock(bg)
 	if cfg.LastUsedInterval > 0 {
 		s.lastUsed = s.newLastUsedTracker()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,8 +18,8 @@ import (
 type Source string
 
 const (
-	// SourceCluster is the local clock corrected by the offset to the
-	// leader: every member decides as the leader's clock would.
+	// SourceCluster is the local clock corrected toward the median of the
+	// voters' clocks.
 	SourceCluster Source = "cluster"
 	// SourceLocal is the member's own clock, uncorrected.
 	SourceLocal Source = "local"
@@ -37,6 +38,17 @@ func ParseSource(s string) (Source, error) {
 const (
 	DefaultInterval = time.Second
 	DefaultWindow   = 8
+	// DefaultMaxSampleAge is how long a voter that stopped answering keeps
+	// its last estimate in the median. Quartz clocks drift apart by well
+	// under a second in that time; a clock stepped meanwhile is measured
+	// again as soon as its member answers.
+	DefaultMaxSampleAge = 15 * time.Minute
+	// DefaultSyncGrace is how long a member that has not yet measured
+	// every voter waits for the rest before slewing instead of stepping:
+	// members of a cluster started together come up within seconds.
+	DefaultSyncGrace = 10 * time.Second
+	// DefaultSlewRate: while slewing down, cluster time runs at half speed.
+	DefaultSlewRate = 0.5
 )
 
 // Config configures a Clock.
@@ -44,51 +56,86 @@ type Config struct {
 	Source Source
 	// Local is the member's own wall clock; nil means time.Now. It should
 	// keep time.Now's monotonic reading (add to it rather than build a new
-	// time), so round trips are measured on the monotonic clock.
+	// time), so round trips, ages and slews are measured on the monotonic
+	// clock.
 	Local func() time.Time
-	// MaxCorrection is the largest offset applied; a larger one is refused
-	// (see the package doc). Must be positive.
+	// MaxCorrection is the largest correction applied; a larger target is
+	// refused (see the package doc). Must be positive.
 	MaxCorrection time.Duration
-	// WarnThreshold: an offset larger than this is logged as a warning
-	// (once per crossing). 0 disables the warning.
-	WarnThreshold time.Duration
-	// Interval between measurements (DefaultInterval when 0); until the
-	// first succeeds, a quarter of it.
+	// OutlierThreshold: a target farther than this from 0 makes this
+	// member an outlier (Status.Outlier, a warning once per crossing).
+	// 0 disables it.
+	OutlierThreshold time.Duration
+	// Interval between rounds of measurement (DefaultInterval when 0);
+	// until the member is synchronised, a quarter of it.
 	Interval time.Duration
-	// Window is how many recent samples the estimate picks from
-	// (DefaultWindow when 0).
+	// Window is how many recent samples of each peer the estimate picks
+	// from (DefaultWindow when 0).
 	Window int
-	// Self is this member's raft id; Leader returns the leader's, 0 when
-	// none is known. Called from Run and Answer.
+	// MaxSampleAge, SyncGrace and SlewRate: see their defaults, used when
+	// 0. SlewRate must be in (0, 1].
+	MaxSampleAge time.Duration
+	SyncGrace    time.Duration
+	SlewRate     float64
+	// Self is this member's raft id; Voters returns the current voters'
+	// ids (Self among them unless this member is a learner). Called from
+	// Run only.
 	Self   uint64
-	Leader func() uint64
-	// Exchange sends a question (made by the clock) to member leader and
-	// returns that member's Answer. Called from Run only.
-	Exchange func(ctx context.Context, leader uint64, question []byte) ([]byte, error)
+	Voters func() []uint64
+	// Exchange sends a question (made by the clock) to member peer and
+	// returns that member's Answer. Called from Run only, concurrently for
+	// different peers.
+	Exchange func(ctx context.Context, peer uint64, question []byte) ([]byte, error)
 	Logger   *slog.Logger
+}
+
+// PeerClock is what a member knows of another voter's clock.
+type PeerClock struct {
+	ID uint64
+	// Offset is the peer's clock minus this member's, from the sample
+	// with the smallest round trip (RTT) of the recent ones.
+	Offset, RTT time.Duration
+	// Age is how long ago the latest sample was taken.
+	Age time.Duration
+	// Counted is false once Age exceeds MaxSampleAge: the estimate is no
+	// longer part of the median.
+	Counted bool
 }
 
 // Status is what a member reports about its clock.
 type Status struct {
 	Source Source
-	// Measured is false until the first offset is known; Offset and RTT
-	// are 0 then.
+	// Measured is false until some peer's clock is known: Offset is 0 and
+	// Now is the local clock then.
 	Measured bool
-	// Offset is the latest estimate of leader clock − local clock; 0 on
-	// the leader. RTT is the round trip of the sample it came from.
+	// Synced: the member has measured every voter, or SyncGrace passed
+	// since Run began with some peer measured. Until then the correction
+	// steps in either direction.
+	Synced bool
+	// Offset is cluster time minus this member's clock: the median of the
+	// Clocks counted clocks (the target correction).
 	Offset time.Duration
-	RTT    time.Duration
-	// Leader is the member the offset was measured against.
-	Leader uint64
-	// Correction is what Now adds to the local clock: the offset last
-	// applied (0 with SourceLocal, before any measurement, or while every
-	// measurement so far was refused).
+	// RTT is the largest round trip of the samples counted: the median is
+	// exact to within half of it.
+	RTT time.Duration
+	// Clocks is how many clocks the median is taken of (1: this member's
+	// own only); Voters how many voters there are.
+	Clocks, Voters int
+	// Correction is what Now adds to the local clock at the time of the
+	// call: Offset once reached, a value on the way to it while slewing,
+	// the last applied one while Refused, 0 with SourceLocal.
 	Correction time.Duration
-	// Applied is true when Correction is the current Offset.
+	// Applied is true when the correction follows Offset (cluster
+	// source, not refused).
 	Applied bool
-	// Refused is true while the current Offset exceeds MaxCorrection and
-	// so is not applied (with SourceCluster): an alarm.
+	// Refused is true while Offset exceeds MaxCorrection and so is not
+	// applied (with SourceCluster): an alarm.
 	Refused bool
+	// Outlier is true while Offset is beyond OutlierThreshold: this
+	// member's own clock is off the cluster's.
+	Outlier bool
+	// Peers are the other voters' clocks, by id.
+	Peers []PeerClock
 }
 
 // Clock is a member's time. See the package doc for what Now returns and
@@ -98,18 +145,24 @@ type Clock struct {
 	local func() time.Time
 	log   *slog.Logger
 
-	// correction is the applied offset in nanoseconds, read by Now.
-	correction atomic.Int64
+	// applied is the correction Now adds, as a function of the local clock.
+	applied atomic.Pointer[slew]
 
 	mu     sync.Mutex
-	status Status
-	warned bool // the warning for the current crossing was logged
+	status Status // Correction is filled in by Status
+	peers  map[uint64]*peer
 
-	est *Estimator // Run's only
+	started time.Time // when New made it: SyncGrace counts from here
+}
+
+// peer is one other voter's clock estimate.
+type peer struct {
+	est  *Estimator
+	last time.Time // local clock at the latest sample
 }
 
 // New checks cfg and returns a clock that reads the local clock until Run
-// has measured an offset.
+// has measured another member's.
 func New(cfg Config) (*Clock, error) {
 	if _, err := ParseSource(string(cfg.Source)); err != nil {
 		return nil, err
@@ -117,11 +170,14 @@ func New(cfg Config) (*Clock, error) {
 	if cfg.MaxCorrection <= 0 {
 		return nil, errors.New("clock: the largest correction must be positive")
 	}
-	if cfg.WarnThreshold < 0 {
-		return nil, errors.New("clock: the warning threshold must not be negative")
+	if cfg.OutlierThreshold < 0 {
+		return nil, errors.New("clock: the outlier threshold must not be negative")
 	}
-	if cfg.Leader == nil || cfg.Exchange == nil {
-		return nil, errors.New("clock: Leader and Exchange are required")
+	if cfg.SlewRate < 0 || cfg.SlewRate > 1 {
+		return nil, fmt.Errorf("clock: slew rate %v: want (0, 1]", cfg.SlewRate)
+	}
+	if cfg.Voters == nil || cfg.Exchange == nil {
+		return nil, errors.New("clock: Voters and Exchange are required")
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
@@ -129,7 +185,16 @@ func New(cfg Config) (*Clock, error) {
 	if cfg.Window <= 0 {
 		cfg.Window = DefaultWindow
 	}
-	c := &Clock{cfg: cfg, local: cfg.Local, log: cfg.Logger, est: NewEstimator(cfg.Window)}
+	if cfg.MaxSampleAge <= 0 {
+		cfg.MaxSampleAge = DefaultMaxSampleAge
+	}
+	if cfg.SyncGrace <= 0 {
+		cfg.SyncGrace = DefaultSyncGrace
+	}
+	if cfg.SlewRate == 0 {
+		cfg.SlewRate = DefaultSlewRate
+	}
+	c := &Clock{cfg: cfg, local: cfg.Local, log: cfg.Logger, peers: map[uint64]*peer{}}
 	if c.local == nil {
 		c.local = time.Now
 	}
@@ -137,34 +202,33 @@ func New(cfg Config) (*Clock, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.status.Source = cfg.Source
+	c.status.Clocks = 1
+	c.started = c.local()
+	c.applied.Store(&slew{at: c.started, rate: cfg.SlewRate})
 	return c, nil
 }
 
 // Now is the time this member decides with: the local clock plus the
 // applied correction.
 func (c *Clock) Now() time.Time {
-	return c.local().Add(time.Duration(c.correction.Load()))
+	t := c.local()
+	return t.Add(c.applied.Load().correction(t))
 }
 
 // Local is the member's own clock, uncorrected.
 func (c *Clock) Local() time.Time { return c.local() }
 
-// Offset is the latest measured offset to the leader (leader − local) and
-// whether one has been measured.
-func (c *Clock) Offset() (time.Duration, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.status.Offset, c.status.Measured
-}
-
 // Status reports the clock's state.
 func (c *Clock) Status() Status {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.status
+	st := c.status
+	st.Peers = slices.Clone(st.Peers)
+	c.mu.Unlock()
+	st.Correction = c.applied.Load().correction(c.local())
+	return st
 }
 
-// Run measures the offset to the leader every Interval until ctx ends.
+// Run measures every other voter's clock every Interval until ctx ends.
 func (c *Clock) Run(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -176,106 +240,178 @@ func (c *Clock) Run(ctx context.Context) {
 		}
 		c.measure(ctx)
 		next := c.cfg.Interval
-		if _, ok := c.Offset(); !ok {
+		if !c.Status().Synced {
 			next /= 4
 		}
 		t.Reset(next)
 	}
 }
 
-// measure takes one sample against the current leader and applies the
-// new estimate. Without a leader, or when the leader does not answer, the
-// last estimate stays.
+// answer is one peer's sample in a round.
+type answer struct {
+	id uint64
+	s  Sample
+}
+
+// measure takes one sample of every other voter's clock, at the same
+// time, and applies the new median.
 func (c *Clock) measure(ctx context.Context) {
-	leader := c.cfg.Leader()
-	switch {
-	case leader == 0:
-		return
-	case leader == c.cfg.Self:
-		c.est.Reset()
-		c.update(leader, 0, 0)
-		return
+	voters := c.cfg.Voters()
+	var wg sync.WaitGroup
+	got := make(chan answer, len(voters))
+	for _, id := range voters {
+		if id == c.cfg.Self {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if s, ok := c.ask(ctx, id); ok {
+				got <- answer{id, s}
+			}
+		}()
 	}
-	if c.Status().Leader != leader {
-		c.est.Reset()
+	wg.Wait()
+	close(got)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for s := range got {
+		p := c.peers[s.id]
+		if p == nil {
+			p = &peer{est: NewEstimator(c.cfg.Window)}
+			c.peers[s.id] = p
+		}
+		if p.est.Add(s.s) {
+			p.last = s.s.Received
+		}
 	}
+	for id := range c.peers {
+		if !slices.Contains(voters, id) {
+			delete(c.peers, id) // removed from the cluster
+		}
+	}
+	c.update(voters)
+}
+
+// ask takes one sample of peer's clock.
+func (c *Clock) ask(ctx context.Context, id uint64) (Sample, bool) {
 	qctx, cancel := context.WithTimeout(ctx, c.cfg.Interval)
 	defer cancel()
 	t0 := c.local()
 	q, err := proto.Marshal(timestamppb.New(t0))
 	if err != nil {
 		c.log.Error("encode clock question", "err", err)
-		return
+		return Sample{}, false
 	}
-	a, err := c.cfg.Exchange(qctx, leader, q)
+	a, err := c.cfg.Exchange(qctx, id, q)
 	t3 := c.local()
 	if err != nil {
-		c.log.Debug("could not ask the leader for its clock", "leader", fmt.Sprintf("%016x", leader), "err", err)
-		return
+		c.log.Debug("could not ask a member for its clock", "member", fmt.Sprintf("%016x", id), "err", err)
+		return Sample{}, false
 	}
-	lt, err := decodeTime(a)
+	pt, err := decodeTime(a)
 	if err != nil {
-		c.log.Warn("leader's clock answer unreadable", "leader", fmt.Sprintf("%016x", leader), "err", err)
-		return
+		c.log.Warn("member's clock answer unreadable", "member", fmt.Sprintf("%016x", id), "err", err)
+		return Sample{}, false
 	}
-	if !c.est.Add(Sample{Sent: t0, Received: t3, Leader: lt}) {
-		return
-	}
-	off, rtt, _ := c.est.Estimate()
-	c.update(leader, off, rtt)
+	return Sample{Sent: t0, Received: t3, Peer: pt}, true
 }
 
-// update records an estimate and applies it unless it must be refused,
-// logging each crossing of the warning threshold and of the bound once.
-func (c *Clock) update(leader uint64, off, rtt time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// update computes the median from the peers' estimates and applies it.
+// c.mu is held.
+func (c *Clock) update(voters []uint64) {
+	now := c.local()
 	st := &c.status
-	first := !st.Measured
-	st.Measured, st.Offset, st.RTT, st.Leader = true, off, rtt, leader
-	refuse := st.Source == SourceCluster && abs(off) > c.cfg.MaxCorrection
+	offsets := make([]time.Duration, 0, len(voters))
+	if slices.Contains(voters, c.cfg.Self) {
+		offsets = append(offsets, 0)
+	}
+	st.Peers = st.Peers[:0]
+	st.RTT = 0
+	measured := 0
+	for _, id := range voters {
+		p := c.peers[id]
+		if id == c.cfg.Self || p == nil {
+			continue
+		}
+		off, rtt, ok := p.est.Estimate()
+		if !ok {
+			continue
+		}
+		age := now.Sub(p.last)
+		counted := age <= c.cfg.MaxSampleAge
+		st.Peers = append(st.Peers, PeerClock{ID: id, Offset: off, RTT: rtt, Age: age, Counted: counted})
+		if counted {
+			offsets = append(offsets, off)
+			st.RTT = max(st.RTT, rtt)
+			measured++
+		}
+	}
+	wasMeasured, wasSynced, wasClocks := st.Measured, st.Synced, st.Clocks
+	st.Voters, st.Clocks = len(voters), max(len(offsets), 1)
+	st.Measured = measured > 0
+	every := measured == len(voters)-boolInt(slices.Contains(voters, c.cfg.Self))
+	st.Synced = st.Synced || (st.Measured && (every || now.Sub(c.started) >= c.cfg.SyncGrace))
+	target := median(offsets)
+	st.Offset = target
+
+	refuse := st.Source == SourceCluster && abs(target) > c.cfg.MaxCorrection
 	switch {
 	case refuse && !st.Refused:
-		c.log.Error("clock offset to the leader is larger than --max-clock-correction: NOT correcting; fix this member's or the leader's clock (NTP)",
-			"offset", off.String(), "max_clock_correction", c.cfg.MaxCorrection.String(), "still_applied", st.Correction.String(),
-			"leader", fmt.Sprintf("%016x", leader))
+		c.log.Error("cluster time is further from this member's clock than --max-clock-correction: NOT correcting; fix the clock of this member (or of the members it disagrees with) (NTP)",
+			"offset", target.String(), "clocks", st.Clocks, "max_clock_correction", c.cfg.MaxCorrection.String(),
+			"still_applied", c.applied.Load().correction(now).String())
 	case !refuse && st.Refused:
-		c.log.Info("clock offset to the leader is within --max-clock-correction again; correcting", "offset", off.String())
+		c.log.Info("cluster time is within --max-clock-correction of this member's clock again; correcting", "offset", target.String())
 	}
 	st.Refused = refuse
-	if st.Source == SourceCluster && !refuse {
-		st.Correction = off
-		c.correction.Store(int64(off))
-	}
 	st.Applied = st.Source == SourceCluster && !refuse
-	over := c.cfg.WarnThreshold > 0 && abs(off) > c.cfg.WarnThreshold
-	switch {
-	case over && !c.warned:
-		c.log.Warn("clock offset to the leader is large: time checks with a smaller leeway than this differ between members unless corrected",
-			"offset", off.String(), "rtt", rtt.String(), "warn_threshold", c.cfg.WarnThreshold.String(),
-			"time_source", string(st.Source), "applied", st.Applied)
-	case !over && c.warned:
-		c.log.Info("clock offset to the leader is small again", "offset", off.String())
-	case first:
-		c.log.Info("clock offset to the leader measured", "offset", off.String(), "rtt", rtt.String(),
-			"time_source", string(st.Source), "applied", st.Applied)
+	if st.Applied {
+		// Until synchronised (and in the round that makes it so), step.
+		c.applied.Store(c.applied.Load().toward(now, target, !wasSynced))
 	}
-	c.warned = over
+
+	outlier := c.cfg.OutlierThreshold > 0 && abs(target) > c.cfg.OutlierThreshold
+	switch {
+	case outlier && !st.Outlier:
+		c.log.Warn("this member's clock is off the cluster time (the median of the voters' clocks): its decisions are corrected, but fix its clock (NTP)",
+			"offset", target.String(), "clocks", st.Clocks, "voters", st.Voters, "outlier_threshold", c.cfg.OutlierThreshold.String(),
+			"time_source", string(st.Source), "applied", st.Applied)
+	case !outlier && st.Outlier:
+		c.log.Info("this member's clock is close to the cluster time again", "offset", target.String())
+	}
+	st.Outlier = outlier
+	switch {
+	case st.Measured && !wasMeasured:
+		c.log.Info("cluster time measured", "offset", target.String(), "rtt", st.RTT.String(),
+			"clocks", st.Clocks, "voters", st.Voters, "time_source", string(st.Source), "applied", st.Applied)
+	case !st.Measured && wasMeasured:
+		c.log.Warn("no other member's clock is known any more: this member decides with its own clock", "voters", st.Voters)
+	case st.Synced && !wasSynced:
+		c.log.Info("cluster time synchronised: from now on it never runs backwards", "offset", target.String(), "clocks", st.Clocks, "voters", st.Voters)
+	case st.Clocks != wasClocks && wasMeasured:
+		c.log.Info("cluster time is now the median of a different number of clocks", "clocks", st.Clocks, "was", wasClocks, "voters", st.Voters, "offset", target.String())
+	}
 }
 
-// Answer is the leader's side of a measurement: it answers a question
-// with this member's clock. A member that is not the leader refuses, so a
-// follower never measures against a stale leader.
+// Answer is a peer's side of a measurement: it answers a question with
+// this member's own clock, uncorrected (see the package doc for why).
 func (c *Clock) Answer(question []byte) ([]byte, error) {
 	if _, err := decodeTime(question); err != nil {
 		return nil, fmt.Errorf("clock question: %w", err)
 	}
-	if l := c.cfg.Leader(); l != c.cfg.Self {
-		return nil, fmt.Errorf("clock question: this member is not the leader (leader %016x)", l)
+	return proto.Marshal(timestamppb.New(c.local()))
+}
+
+// AnswerClusterTime answers a question with this member's cluster time:
+// what members of the release that followed the leader's clock ask the
+// leader, so that they follow the majority through a leader of this
+// release. The caller answers it only while this member leads.
+func (c *Clock) AnswerClusterTime(question []byte) ([]byte, error) {
+	if _, err := decodeTime(question); err != nil {
+		return nil, fmt.Errorf("clock question: %w", err)
 	}
-	// Now, not the local clock: right after an election the new leader may
-	// still apply its old correction for up to an interval, and followers
-	// should follow the time it actually decides with.
 	return proto.Marshal(timestamppb.New(c.Now()))
 }
 
@@ -295,4 +431,11 @@ func abs(d time.Duration) time.Duration {
 		return -d
 	}
 	return d
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

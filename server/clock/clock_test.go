@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,43 +14,75 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// pair is a follower (id 2) and a leader (id 1) whose clock is ahead of
-// the follower's by skew, on a simulated time line: measure is driven
-// synchronously, and Exchange advances time by the network delays.
-type pair struct {
-	now    time.Time // the follower's local clock
-	skew   time.Duration
-	delay  time.Duration // each way
-	leader uint64
-	fail   error
+// sim is a cluster on a simulated time line, seen from member 1: every
+// member's clock is the true time plus its skew, answers arrive at once
+// (round trip 0) and tests move time with advance.
+type sim struct {
+	mu      sync.Mutex
+	now     time.Time // true time
+	skew    map[uint64]time.Duration
+	down    map[uint64]bool
+	voters  []uint64
+	self    uint64
+	answers int
 }
 
-func (p *pair) config(src Source) Config {
+func newSim(skews ...time.Duration) *sim {
+	s := &sim{now: base, skew: map[uint64]time.Duration{}, down: map[uint64]bool{}, self: 1}
+	for i, d := range skews {
+		id := uint64(i + 1)
+		s.skew[id] = d
+		s.voters = append(s.voters, id)
+	}
+	return s
+}
+
+func (s *sim) local(id uint64) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.now.Add(s.skew[id])
+}
+
+func (s *sim) advance(d time.Duration) {
+	s.mu.Lock()
+	s.now = s.now.Add(d)
+	s.mu.Unlock()
+}
+
+func (s *sim) set(f func(s *sim)) {
+	s.mu.Lock()
+	f(s)
+	s.mu.Unlock()
+}
+
+func (s *sim) config(src Source) Config {
 	return Config{
-		Source: src, Local: func() time.Time { return p.now }, MaxCorrection: 10 * time.Minute,
-		Self: 2, Leader: func() uint64 { return p.leader },
-		Exchange: func(_ context.Context, leader uint64, q []byte) ([]byte, error) {
-			if p.fail != nil {
-				return nil, p.fail
-			}
-			if leader != 1 {
-				return nil, errors.New("asked a non-leader")
-			}
+		Source: src, Local: func() time.Time { return s.local(s.self) }, MaxCorrection: 10 * time.Minute,
+		Self: s.self,
+		Voters: func() []uint64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return append([]uint64(nil), s.voters...)
+		},
+		Exchange: func(_ context.Context, id uint64, q []byte) ([]byte, error) {
 			if _, err := decodeTime(q); err != nil {
 				return nil, err
 			}
-			p.now = p.now.Add(p.delay)
-			a, err := proto.Marshal(timestamppb.New(p.now.Add(p.skew)))
-			p.now = p.now.Add(p.delay)
-			return a, err
+			s.mu.Lock()
+			down := s.down[id]
+			s.answers++
+			s.mu.Unlock()
+			if down {
+				return nil, errors.New("unreachable")
+			}
+			return proto.Marshal(timestamppb.New(s.local(id)))
 		},
 	}
 }
 
-func newPair(t *testing.T, src Source, skew time.Duration, mod func(*Config)) (*pair, *Clock) {
+func (s *sim) clock(t *testing.T, src Source, mod func(*Config)) *Clock {
 	t.Helper()
-	p := &pair{now: base, skew: skew, delay: 2 * time.Millisecond, leader: 1}
-	cfg := p.config(src)
+	cfg := s.config(src)
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -57,167 +90,312 @@ func newPair(t *testing.T, src Source, skew time.Duration, mod func(*Config)) (*
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p, c
+	return c
+}
+
+// trueOffset is Now's distance from the simulated true time.
+func (s *sim) trueOffset(c *Clock) time.Duration {
+	now := c.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return now.Sub(s.now)
+}
+
+func measure(c *Clock, rounds int) {
+	for range rounds {
+		c.measure(context.Background())
+	}
 }
 
 func TestBeforeMeasurementNowIsLocal(t *testing.T) {
-	p, c := newPair(t, SourceCluster, 2*time.Minute, nil)
-	if _, ok := c.Offset(); ok {
-		t.Fatal("offset known before any measurement")
+	s := newSim(2*time.Minute, 0, 0)
+	s.down[2], s.down[3] = true, true
+	c := s.clock(t, SourceCluster, nil)
+	if got, want := c.Now(), s.local(1); !got.Equal(want) {
+		t.Fatalf("Now %v, want the local clock %v", got, want)
 	}
-	if got := c.Now(); !got.Equal(p.now) {
-		t.Fatalf("Now %v, want the local clock %v", got, p.now)
-	}
-	p.leader = 0 // no leader: nothing measured
-	c.measure(context.Background())
-	if st := c.Status(); st.Measured || st.Correction != 0 {
-		t.Fatalf("status %+v after a round without leader", st)
+	measure(c, 1)
+	if st := c.Status(); st.Measured || st.Correction != 0 || st.Clocks != 1 || st.Voters != 3 {
+		t.Fatalf("status %+v after a round no peer answered, want unmeasured, own clock only", st)
 	}
 }
 
-func TestClusterSourceCorrectsNow(t *testing.T) {
-	p, c := newPair(t, SourceCluster, 2*time.Minute, nil)
-	c.measure(context.Background())
-	off, ok := c.Offset()
-	if !ok || off != 2*time.Minute {
-		t.Fatalf("offset %v ok %v, want 2m", off, ok)
+// With three voters, the member whose clock is off follows the other two,
+// and the other two ignore it, whoever leads (leadership plays no part).
+func TestMedianOfThreeOutvotesOneSkewedClock(t *testing.T) {
+	for _, skew := range []time.Duration{-2 * time.Minute, 2 * time.Minute} {
+		for self := uint64(1); self <= 3; self++ {
+			s := newSim(0, 0, skew) // member 3 is skewed
+			s.self = self
+			c := s.clock(t, SourceCluster, nil)
+			measure(c, 1)
+			st := c.Status()
+			if got := s.trueOffset(c); got != 0 {
+				t.Errorf("skew %v, member %d: cluster time is %v off the majority's, want 0 (status %+v)", skew, self, got, st)
+			}
+			if !st.Measured || !st.Synced || st.Clocks != 3 || st.Outlier != (self == 3 && st.Offset != 0 && c.cfg.OutlierThreshold > 0) {
+				t.Errorf("skew %v, member %d: status %+v", skew, self, st)
+			}
+		}
 	}
-	if got, want := c.Now(), p.now.Add(2*time.Minute); !got.Equal(want) {
-		t.Fatalf("Now %v, want %v (local + offset)", got, want)
+}
+
+func TestFiveMembersTwoSkewedInOppositeDirections(t *testing.T) {
+	skews := []time.Duration{0, 0, -2 * time.Minute, 0, 2 * time.Minute}
+	for self := uint64(1); self <= 5; self++ {
+		s := newSim(skews...)
+		s.self = self
+		c := s.clock(t, SourceCluster, func(c *Config) { c.OutlierThreshold = time.Second })
+		measure(c, 1)
+		st := c.Status()
+		if got := s.trueOffset(c); got != 0 {
+			t.Errorf("member %d (skew %v): cluster time %v off, want 0", self, skews[self-1], got)
+		}
+		if want := skews[self-1] != 0; st.Outlier != want || st.Clocks != 5 {
+			t.Errorf("member %d: outlier %v of %d clocks, want %v of 5", self, st.Outlier, st.Clocks, want)
+		}
 	}
+}
+
+// With one of three members unreachable from the start, two clocks remain:
+// their median is the midpoint, the same on both sides, so the two still
+// decide alike.
+func TestTwoClocksMeetHalfway(t *testing.T) {
+	a, b := newSim(0, 0, 2*time.Minute), newSim(0, 0, 2*time.Minute)
+	a.down[2], b.down[2] = true, true
+	b.self = 3
+	ca, cb := a.clock(t, SourceCluster, nil), b.clock(t, SourceCluster, nil)
+	measure(ca, 1)
+	measure(cb, 1)
+	if oa, ob := a.trueOffset(ca), b.trueOffset(cb); oa != time.Minute || ob != time.Minute {
+		t.Fatalf("cluster time of the two members: %v and %v off the true time, want both +1m", oa, ob)
+	}
+}
+
+// A voter that stops answering keeps its last estimate in the median for
+// MaxSampleAge: a slow member stays corrected while one of the two good
+// members is down.
+func TestDownVoterKeepsVotingForMaxSampleAge(t *testing.T) {
+	s := newSim(-2*time.Minute, 0, 0) // this member is slow
+	c := s.clock(t, SourceCluster, func(c *Config) { c.MaxSampleAge = time.Minute })
+	measure(c, 1)
+	s.set(func(s *sim) { s.down[3] = true })
+	s.advance(59 * time.Second)
+	measure(c, 1)
+	if got, st := s.trueOffset(c), c.Status(); got != 0 || st.Clocks != 3 {
+		t.Fatalf("59s after member 3 went down: %v off, %d clocks, want 0 off of 3 clocks", got, st.Clocks)
+	}
+	s.advance(2 * time.Second)
+	measure(c, 1)
 	st := c.Status()
-	if !st.Applied || st.Refused || st.Correction != 2*time.Minute || st.RTT != 4*time.Millisecond || st.Leader != 1 {
-		t.Fatalf("status %+v", st)
+	if st.Clocks != 2 || st.Offset != time.Minute {
+		t.Fatalf("past MaxSampleAge: %d clocks, target %v, want 2 clocks and the midpoint +1m", st.Clocks, st.Offset)
+	}
+	if len(st.Peers) != 2 || st.Peers[1].ID != 3 || st.Peers[1].Counted {
+		t.Fatalf("peers %+v, want member 3 reported but not counted", st.Peers)
+	}
+}
+
+// Once synchronised, a lower target is slewed to: cluster time keeps
+// running forward (at 1 − SlewRate) until it meets it; a higher one is
+// stepped to at once.
+func TestSynchronisedClockNeverRunsBackwards(t *testing.T) {
+	s := newSim(-2*time.Minute, 0, 0)
+	c := s.clock(t, SourceCluster, nil)
+	measure(c, 1) // synchronised at +2m
+	if st := c.Status(); !st.Synced || st.Correction != 2*time.Minute {
+		t.Fatalf("status %+v, want synchronised at +2m", st)
+	}
+	// This member's clock is fixed (stepped forward by 2m): the target
+	// drops to 0, and the correction must not follow at once.
+	s.set(func(s *sim) { s.skew[1] = 0 })
+	prev := c.Now()
+	measure(c, 1)
+	if st := c.Status(); st.Offset != 0 || st.Correction != 2*time.Minute {
+		t.Fatalf("status %+v, want target 0 with the correction still +2m", st)
+	}
+	for range 300 {
+		s.advance(time.Second)
+		measure(c, 1)
+		now := c.Now()
+		if d := now.Sub(prev); d < time.Second/2 {
+			t.Fatalf("cluster time advanced %v in a second of real time, want at least 1 − SlewRate of it", d)
+		}
+		prev = now
+	}
+	if got := s.trueOffset(c); got != 0 {
+		t.Fatalf("after 300 s of slewing: %v off, want 0", got)
+	}
+	// A higher target is stepped to.
+	s.set(func(s *sim) { s.skew[1] = -time.Minute })
+	measure(c, 1)
+	if got := s.trueOffset(c); got != 0 {
+		t.Fatalf("after the clock fell back a minute: %v off, want 0 at once", got)
+	}
+}
+
+// Until every voter has been measured (or SyncGrace passed), the member
+// steps in either direction: a fast member that starts before its peers
+// must not spend minutes slewing back from a partial estimate.
+func TestStepsUntilSynchronised(t *testing.T) {
+	s := newSim(2*time.Minute, 0, 0) // this member is fast
+	s.down[3] = true
+	c := s.clock(t, SourceCluster, func(c *Config) { c.SyncGrace = 5 * time.Second })
+	measure(c, 1)
+	if st := c.Status(); st.Synced || st.Correction != -time.Minute {
+		t.Fatalf("one peer of two: status %+v, want not synchronised, stepped to the midpoint −1m", st)
+	}
+	s.set(func(s *sim) { s.down[3] = false })
+	measure(c, 1)
+	if got, st := s.trueOffset(c), c.Status(); got != 0 || !st.Synced {
+		t.Fatalf("every voter measured: %v off (status %+v), want stepped to 0 and synchronised", got, st)
+	}
+
+	// SyncGrace: a voter that never answers does not keep the member
+	// stepping for ever.
+	s2 := newSim(0, 0, 0)
+	s2.down[3] = true
+	c2 := s2.clock(t, SourceCluster, func(c *Config) { c.SyncGrace = 5 * time.Second })
+	measure(c2, 1)
+	if c2.Status().Synced {
+		t.Fatal("synchronised with a voter never measured, before SyncGrace")
+	}
+	s2.advance(5 * time.Second)
+	measure(c2, 1)
+	if !c2.Status().Synced {
+		t.Fatal("not synchronised after SyncGrace with one peer measured")
+	}
+}
+
+func TestLearnerTakesTheVotersMedian(t *testing.T) {
+	s := newSim(0, 0, 0, 90*time.Second)
+	s.voters = []uint64{1, 2, 3}
+	s.self = 4
+	c := s.clock(t, SourceCluster, nil)
+	measure(c, 1)
+	if got, st := s.trueOffset(c), c.Status(); got != 0 || st.Clocks != 3 {
+		t.Fatalf("learner: %v off of %d clocks, want 0 off, the three voters' clocks", got, st.Clocks)
+	}
+}
+
+func TestRemovedVoterIsForgotten(t *testing.T) {
+	s := newSim(0, 2*time.Minute, 2*time.Minute)
+	c := s.clock(t, SourceCluster, nil)
+	measure(c, 1)
+	s.set(func(s *sim) { s.voters = []uint64{1, 2} })
+	measure(c, 1)
+	if st := c.Status(); st.Clocks != 2 || len(st.Peers) != 1 {
+		t.Fatalf("after member 3 was removed: %d clocks, peers %+v, want 2 and one peer", st.Clocks, st.Peers)
 	}
 }
 
 func TestLocalSourceMeasuresButDoesNotCorrect(t *testing.T) {
-	p, c := newPair(t, SourceLocal, -2*time.Minute, nil)
-	c.measure(context.Background())
-	if off, ok := c.Offset(); !ok || off != -2*time.Minute {
-		t.Fatalf("offset %v ok %v, want -2m", off, ok)
+	s := newSim(-2*time.Minute, 0, 0)
+	c := s.clock(t, SourceLocal, nil)
+	measure(c, 1)
+	st := c.Status()
+	if !st.Measured || st.Offset != 2*time.Minute || st.Applied || st.Correction != 0 {
+		t.Fatalf("status %+v, want +2m measured, not applied", st)
 	}
-	if got := c.Now(); !got.Equal(p.now) {
-		t.Fatalf("Now %v, want the local clock %v", got, p.now)
-	}
-	if st := c.Status(); st.Applied || st.Refused || st.Correction != 0 {
-		t.Fatalf("status %+v", st)
+	if got, want := c.Now(), s.local(1); !got.Equal(want) {
+		t.Fatalf("Now %v, want the local clock %v", got, want)
 	}
 }
 
-// An offset past the bound is not applied; the last good one stays, and
-// once the offset is within the bound again it is applied.
 func TestCorrectionPastBoundIsRefused(t *testing.T) {
 	var logs bytes.Buffer
-	p, c := newPair(t, SourceCluster, time.Minute, func(c *Config) {
-		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	})
-	c.measure(context.Background())
-	if st := c.Status(); st.Correction != time.Minute || st.Refused {
-		t.Fatalf("status %+v", st)
-	}
-	p.skew = time.Hour // the leader's clock jumped
-	for range DefaultWindow + 1 {
-		c.measure(context.Background())
-	}
+	s := newSim(-time.Minute, 0, 0)
+	c := s.clock(t, SourceCluster, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	measure(c, 1)
+	s.set(func(s *sim) { s.skew[1] = -11 * time.Minute })
+	measure(c, 3)
 	st := c.Status()
-	if !st.Refused || st.Applied || st.Offset != time.Hour || st.Correction != time.Minute {
-		t.Fatalf("status %+v: want the 1h offset refused and the 1m correction kept", st)
+	if !st.Refused || st.Applied || st.Offset != 11*time.Minute || st.Correction != time.Minute {
+		t.Fatalf("status %+v, want 11m refused with the last correction (1m) kept", st)
 	}
-	if got, want := c.Now(), p.now.Add(time.Minute); !got.Equal(want) {
-		t.Fatalf("Now %v, want %v", got, want)
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Fatalf("%d errors logged for one refusal, want 1:\n%s", n, logs.String())
 	}
-	if n := strings.Count(logs.String(), "NOT correcting"); n != 1 {
-		t.Fatalf("refusal logged %d times, want once:\n%s", n, logs.String())
-	}
-	p.skew = 30 * time.Second
-	for range DefaultWindow + 1 {
-		c.measure(context.Background())
-	}
-	if st := c.Status(); st.Refused || !st.Applied || st.Correction != 30*time.Second {
-		t.Fatalf("status %+v after the leader's clock came back", st)
+	s.set(func(s *sim) { s.skew[1] = -3 * time.Minute })
+	measure(c, 1)
+	if st := c.Status(); st.Refused || st.Correction != 3*time.Minute {
+		t.Fatalf("back within bound: status %+v, want +3m applied (a step forward)", st)
 	}
 }
 
-func TestLeaderOffsetIsZero(t *testing.T) {
-	p, c := newPair(t, SourceCluster, 2*time.Minute, nil)
-	c.measure(context.Background())
-	p.leader = 2 // this member now leads
-	c.measure(context.Background())
-	st := c.Status()
-	if !st.Measured || st.Offset != 0 || st.Correction != 0 || st.Leader != 2 {
-		t.Fatalf("status %+v, want offset 0 on the leader", st)
-	}
-	if got := c.Now(); !got.Equal(p.now) {
-		t.Fatalf("leader's Now %v, want its local clock %v", got, p.now)
-	}
-}
-
-func TestLastOffsetKeptWhileLeaderUnreachable(t *testing.T) {
-	p, c := newPair(t, SourceCluster, -2*time.Minute, nil)
-	c.measure(context.Background())
-	p.fail = errors.New("connection refused")
-	c.measure(context.Background())
-	p.fail, p.leader = nil, 0
-	c.measure(context.Background())
-	if st := c.Status(); st.Correction != -2*time.Minute || st.Offset != -2*time.Minute {
-		t.Fatalf("status %+v, want the last offset kept", st)
-	}
-}
-
-func TestWarningOncePerCrossing(t *testing.T) {
+func TestOutlierOncePerCrossing(t *testing.T) {
 	var logs bytes.Buffer
-	p, c := newPair(t, SourceCluster, 40*time.Second, func(c *Config) {
-		c.WarnThreshold = 30 * time.Second
+	s := newSim(40*time.Second, 0, 0)
+	c := s.clock(t, SourceCluster, func(c *Config) {
+		c.OutlierThreshold = 30 * time.Second
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
-	for range 3 {
-		c.measure(context.Background())
+	measure(c, 3)
+	if !c.Status().Outlier {
+		t.Fatal("40 s off the others: not an outlier")
 	}
 	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
 		t.Fatalf("%d warnings for one crossing, want 1:\n%s", n, logs.String())
 	}
-	p.skew = time.Second
-	for range DefaultWindow + 1 {
-		c.measure(context.Background())
+	s.set(func(s *sim) { s.skew[1] = time.Second })
+	measure(c, DefaultWindow+1)
+	if c.Status().Outlier {
+		t.Fatal("1 s off: still an outlier")
 	}
-	p.skew = -time.Minute
-	for range DefaultWindow + 1 {
-		c.measure(context.Background())
-	}
+	s.set(func(s *sim) { s.skew[1] = -time.Minute })
+	measure(c, DefaultWindow+1)
 	if n := strings.Count(logs.String(), "level=WARN"); n != 2 {
 		t.Fatalf("%d warnings for two crossings, want 2:\n%s", n, logs.String())
 	}
 }
 
 func TestAnswer(t *testing.T) {
-	p, c := newPair(t, SourceCluster, 0, nil)
-	q, _ := proto.Marshal(timestamppb.New(p.now))
-	if _, err := c.Answer(q); err == nil || !strings.Contains(err.Error(), "not the leader") {
-		t.Fatalf("a follower answered: %v", err)
-	}
-	p.leader = 2
+	s := newSim(-2*time.Minute, 0, 0)
+	c := s.clock(t, SourceCluster, nil)
+	measure(c, 1)
+	q, _ := proto.Marshal(timestamppb.New(s.local(1)))
 	a, err := c.Answer(q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := decodeTime(a); !got.Equal(p.now) {
-		t.Fatalf("answer %v, want %v", got, p.now)
+	if got, want := mustTime(t, a), s.local(1); !got.Equal(want) {
+		t.Fatalf("Answer %v, want the uncorrected local clock %v", got, want)
+	}
+	a, err = c.AnswerClusterTime(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := mustTime(t, a), s.local(2); !got.Equal(want) {
+		t.Fatalf("AnswerClusterTime %v, want cluster time %v", got, want)
 	}
 	if _, err := c.Answer([]byte{0xff}); err == nil {
 		t.Fatal("a malformed question was answered")
 	}
+	if _, err := c.AnswerClusterTime([]byte{0xff}); err == nil {
+		t.Fatal("a malformed question was answered")
+	}
+}
+
+func mustTime(t *testing.T, b []byte) time.Time {
+	t.Helper()
+	v, err := decodeTime(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func TestNewRefusesBadConfig(t *testing.T) {
-	p := &pair{}
+	s := newSim(0)
 	for name, mod := range map[string]func(*Config){
 		"source":         func(c *Config) { c.Source = "ntp" },
 		"max correction": func(c *Config) { c.MaxCorrection = 0 },
-		"warn":           func(c *Config) { c.WarnThreshold = -time.Second },
+		"outlier":        func(c *Config) { c.OutlierThreshold = -time.Second },
+		"slew rate":      func(c *Config) { c.SlewRate = 1.5 },
 		"exchange":       func(c *Config) { c.Exchange = nil },
+		"voters":         func(c *Config) { c.Voters = nil },
 	} {
-		cfg := p.config(SourceCluster)
+		cfg := s.config(SourceCluster)
 		mod(&cfg)
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -228,10 +406,19 @@ func TestNewRefusesBadConfig(t *testing.T) {
 // Run measures on its own (with the real clock on both sides here) and
 // returns once its context ends.
 func TestRunMeasuresAndStops(t *testing.T) {
+	// Exchange signals once it is called after a round applied an offset.
+	measured := make(chan struct{}, 1)
+	var c *Clock
 	c, err := New(Config{
 		Source: SourceCluster, MaxCorrection: 10 * time.Minute, Interval: 20 * time.Millisecond, Self: 2,
-		Leader: func() uint64 { return 1 },
+		Voters: func() []uint64 { return []uint64{1, 2, 3} },
 		Exchange: func(_ context.Context, _ uint64, _ []byte) ([]byte, error) {
+			if c.Status().Measured {
+				select {
+				case measured <- struct{}{}:
+				default:
+				}
+			}
 			return proto.Marshal(timestamppb.New(time.Now().Add(-2 * time.Minute)))
 		},
 	})
@@ -241,18 +428,10 @@ func TestRunMeasuresAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if off, ok := c.Offset(); ok {
-			if d := off + 2*time.Minute; d < -time.Second || d > time.Second {
-				t.Fatalf("offset %v, want about -2m", off)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no offset measured within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
+	<-measured
+	st := c.Status()
+	if d := st.Offset + 2*time.Minute; !st.Measured || d < -time.Second || d > time.Second {
+		t.Fatalf("status %+v, want about -2m measured", st)
 	}
 	cancel()
 	select {

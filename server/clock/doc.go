@@ -1,33 +1,61 @@
 // Package clock gives a member its cluster time: its own wall clock
-// corrected by its measured offset to the raft leader's clock, so that every
-// member decides a time check (token expiry, JWT nbf/iat/exp) the same way
-// even when one member's clock is minutes off (DESIGN.md, failure 3).
+// corrected toward the median of the voters' clocks, so that every member
+// decides a time check (token expiry, JWT nbf/iat/exp) the same way, and
+// the right way, even when one member's clock is minutes off (DESIGN.md,
+// failure 3), whichever member leads.
 //
-// How the offset is measured (NTP-style, over the peer transport): a
-// follower reads its local clock (t0), asks the leader for the leader's
-// clock (Answer), and reads its local clock again on the answer (t3). The
-// leader's reading lies somewhere in [t0, t3]; assuming it lies in the
-// middle, offset = leaderTime − (t0+t3)/2, with an error of at most half the
-// round trip. Of the last Window samples (taken against the current
-// leader), the one with the smallest round trip is used: a delayed answer
-// (queueing, a busy leader) only widens the interval, and the tightest one
-// is the most accurate. The leader's own offset is 0 by definition: cluster
-// time is the leader's clock.
+// # Measuring
 //
-// What the member uses (Now):
-//   - Source "cluster" (the default): local clock + the applied offset.
-//   - Source "local": the local clock; the offset is still measured and
-//     reported, never applied.
-//   - Before the first measurement the offset is unknown and Now is the
-//     local clock (Status says so). Afterwards the last good offset stays
-//     applied while no leader is known or the leader cannot be asked.
-//   - An offset larger than MaxCorrection is not applied: such a gap is a
-//     broken clock (or a broken leader clock) for an operator to fix, not
-//     something to follow silently. The previously applied offset (if any)
-//     stays, Refused is set (an alarm metric) and an error is logged.
+// Every Interval a member asks every other voter for its local clock
+// (NTP-style, over the peer transport): it reads its own clock (t0),
+// sends the question, reads its clock again on the answer (t3). The
+// peer's reading lies somewhere in [t0, t3]; assuming the middle,
+// offset = peer − (t0+t3)/2, exact to within half the round trip. Of the
+// last Window samples of each peer, the one with the smallest round trip
+// is used (Estimator): a delayed answer only widens the interval.
 //
-// Concurrency: Now, Offset and Status are safe to call from any goroutine
-// and do not block (Now is two atomic loads on top of the local clock; it
-// is on every authentication). Run is called once, measures until its
-// context ends, and returns then. Answer is safe to call concurrently.
+// Peers answer with their own, uncorrected clock (Answer), never with
+// their cluster time: otherwise a skewed member's correction would feed
+// back into the others' estimates.
+//
+// # Cluster time
+//
+// The target correction is the median of {0 for this member's own clock
+// when it is a voter} ∪ {its offset to every other voter with an estimate
+// no older than MaxSampleAge}; with an even count, the mean of the middle
+// two. A median of n clocks cannot be moved by fewer than n/2 of them: with
+// three voters one skewed clock, with five two, cannot move any member's
+// time, leader or not. A learner takes the median of the voters' clocks
+// only. A voter that stops answering keeps its last estimate for
+// MaxSampleAge (clocks drift by milliseconds an hour; a member that is
+// down still votes with the clock it had), so a three-member cluster with
+// one member down still outvotes a skewed third. With no peer estimate at
+// all, a member uses its own clock (Status.Clocks is 1).
+//
+// # Applying it
+//
+// Now is the local clock plus the applied correction. Until the member is
+// synchronised (it has an estimate of every voter's clock, or SyncGrace
+// has passed since Run began with at least one peer measured), the
+// correction is set to the target at once, in either direction: a member
+// that has just started must not spend minutes converging. Afterwards,
+// cluster time never runs backwards: a higher target is stepped to (a jump
+// forward), a lower one is slewed to at SlewRate (cluster time runs at
+// 1 − SlewRate of real time until it meets the target).
+//
+// A target larger than MaxCorrection is not applied: such a gap is a
+// broken clock for an operator to fix, not something to follow silently.
+// The applied correction stays, Refused is set (an alarm metric) and an
+// error is logged. A target farther than OutlierThreshold from 0 makes
+// this member an Outlier: its own clock is off the cluster's, which it
+// corrects for, but its host needs its clock fixed (a warning is logged).
+//
+// With Source "local" the target is measured and reported, never applied.
+//
+// # Concurrency
+//
+// Now, Local, Status and Answer are safe to call from any goroutine and do
+// not block; Now is one atomic load on top of the local clock (it is on
+// every authentication). Run is called once, measures until its context
+// ends and returns after every question it sent has returned.
 package clock

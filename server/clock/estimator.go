@@ -2,26 +2,26 @@ package clock
 
 import "time"
 
-// Sample is one question to the leader and its answer, in local clock
-// readings except Leader.
+// Sample is one question to a peer and its answer, in local clock
+// readings except Peer.
 type Sample struct {
 	// Sent is the local clock when the question left (t0).
 	Sent time.Time
 	// Received is the local clock when the answer arrived (t3).
 	Received time.Time
-	// Leader is the leader's clock in the answer, read in between.
-	Leader time.Time
+	// Peer is the peer's clock in the answer, read in between.
+	Peer time.Time
 }
 
-// RTT is the round trip: how far the leader's reading may be from the
+// RTT is the round trip: how far the peer's reading may be from the
 // middle of [Sent, Received] is at most half of it.
 func (s Sample) RTT() time.Duration { return s.Received.Sub(s.Sent) }
 
-// Offset is leader − local at the moment the leader read its clock,
-// assuming it did so halfway through the round trip: Leader − (t0+t3)/2.
-func (s Sample) Offset() time.Duration { return s.Leader.Sub(s.Sent.Add(s.RTT() / 2)) }
+// Offset is peer − local at the moment the peer read its clock,
+// assuming it did so halfway through the round trip: Peer − (t0+t3)/2.
+func (s Sample) Offset() time.Duration { return s.Peer.Sub(s.Sent.Add(s.RTT() / 2)) }
 
-// Estimator keeps the latest samples against one leader and estimates the
+// Estimator keeps the latest samples of one peer's clock and estimates the
 // offset from the one with the smallest round trip, the tightest bound.
 // The zero value is not usable; see NewEstimator. Not safe for concurrent
 // use (Clock.Run owns it).
@@ -52,10 +52,6 @@ func (e *Estimator) Add(s Sample) bool {
 	e.samples = append(e.samples, s)
 	return true
 }
-
-// Reset forgets every sample: samples taken against another leader's
-// clock are not comparable.
-func (e *Estimator) Reset() { e.samples = e.samples[:0] }
 
 // Estimate is the offset and round trip of the kept sample with the
 // smallest round trip (the latest of equals), ok false when none is kept.

@@ -7,10 +7,10 @@ import (
 
 var base = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
-// sample builds the exchange a follower whose clock is offset behind the
-// leader's sees when the question takes out and the answer back.
+// sample builds the exchange a member whose clock is offset behind the
+// peer's sees when the question takes out and the answer back.
 func sample(at time.Time, offset, out, back time.Duration) Sample {
-	return Sample{Sent: at, Leader: at.Add(out).Add(offset), Received: at.Add(out + back)}
+	return Sample{Sent: at, Peer: at.Add(out).Add(offset), Received: at.Add(out + back)}
 }
 
 func TestSampleSymmetricDelayIsExact(t *testing.T) {
@@ -62,15 +62,11 @@ func TestEstimatorForgetsBeyondWindow(t *testing.T) {
 	if off != 5*time.Second || rtt != 4*time.Millisecond {
 		t.Fatalf("estimate %v rtt %v, want 5s from the 4ms sample (the 0ms one left the window)", off, rtt)
 	}
-	e.Reset()
-	if _, _, ok := e.Estimate(); ok {
-		t.Fatal("estimate after Reset")
-	}
 }
 
 func TestEstimatorDropsNegativeRTT(t *testing.T) {
 	e := NewEstimator(4)
-	if e.Add(Sample{Sent: base, Received: base.Add(-time.Millisecond), Leader: base}) {
+	if e.Add(Sample{Sent: base, Received: base.Add(-time.Millisecond), Peer: base}) {
 		t.Fatal("kept a sample whose answer arrived before its question left")
 	}
 	if _, _, ok := e.Estimate(); ok {

@@ -687,8 +687,8 @@ type MemberStatusResponse struct {
 	CommitIndex  uint64 `protobuf:"varint,9,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	LeaderId     uint64 `protobuf:"fixed64,10,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
 	ServingReads bool   `protobuf:"varint,11,opt,name=serving_reads,json=servingReads,proto3" json:"serving_reads,omitempty"`
-	// clock is the member's clock offset to the leader; unset from a member
-	// that does not report one (an older binary).
+	// clock is the member's clock and its offset to cluster time; unset from
+	// a member that does not report one (an older binary).
 	Clock *ClockStatus `protobuf:"bytes,12,opt,name=clock,proto3" json:"clock,omitempty"`
 	// features are the replicated operations this member's binary applies
 	// beyond those every version does ("purge-tokens"): a leader proposes
@@ -820,20 +820,40 @@ func (x *MemberStatusResponse) GetFeatures() []string {
 }
 
 // ClockStatus is what a member reports about its clock (server/clock).
+// Cluster time is the median of the voters' clocks; members of the release
+// before it reported their offset to the leader's clock in offset and rtt,
+// and none of the fields from correction on.
 type ClockStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// offset is the leader's clock minus this member's, as last measured
-	// (0 on the leader); unset before the first measurement.
+	// offset is cluster time minus this member's clock (the median of the
+	// clocks counted); unset before any other member's clock is known.
 	Offset *durationpb.Duration `protobuf:"bytes,1,opt,name=offset,proto3" json:"offset,omitempty"`
-	// rtt is the round trip of the measurement the offset comes from.
+	// rtt is the largest round trip of the measurements counted: offset is
+	// exact to within half of it.
 	Rtt *durationpb.Duration `protobuf:"bytes,2,opt,name=rtt,proto3" json:"rtt,omitempty"`
 	// time_source is "cluster" or "local" (--time-source).
 	TimeSource string `protobuf:"bytes,3,opt,name=time_source,json=timeSource,proto3" json:"time_source,omitempty"`
-	// applied is true when this member's time checks use offset.
+	// applied is true when this member's time checks follow offset.
 	Applied bool `protobuf:"varint,4,opt,name=applied,proto3" json:"applied,omitempty"`
 	// refused is true when offset exceeds --max-clock-correction and so is
 	// not applied.
-	Refused       bool `protobuf:"varint,5,opt,name=refused,proto3" json:"refused,omitempty"`
+	Refused bool `protobuf:"varint,5,opt,name=refused,proto3" json:"refused,omitempty"`
+	// correction is what the member adds to its clock now: offset once
+	// reached, a value on its way there while slewing.
+	Correction *durationpb.Duration `protobuf:"bytes,6,opt,name=correction,proto3" json:"correction,omitempty"`
+	// outlier is true while offset exceeds --clock-outlier-threshold: this
+	// member's own clock is off the cluster's.
+	Outlier bool `protobuf:"varint,7,opt,name=outlier,proto3" json:"outlier,omitempty"`
+	// clocks is how many clocks offset is the median of (1: its own only);
+	// voters how many voters the member knows.
+	Clocks uint32 `protobuf:"varint,8,opt,name=clocks,proto3" json:"clocks,omitempty"`
+	Voters uint32 `protobuf:"varint,9,opt,name=voters,proto3" json:"voters,omitempty"`
+	// synced is true once the member has measured every voter's clock (or
+	// waited long enough for them): from then on its time never runs
+	// backwards.
+	Synced bool `protobuf:"varint,10,opt,name=synced,proto3" json:"synced,omitempty"`
+	// peers are the member's measurements of the other voters' clocks.
+	Peers         []*PeerClock `protobuf:"bytes,11,rep,name=peers,proto3" json:"peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -903,6 +923,129 @@ func (x *ClockStatus) GetRefused() bool {
 	return false
 }
 
+func (x *ClockStatus) GetCorrection() *durationpb.Duration {
+	if x != nil {
+		return x.Correction
+	}
+	return nil
+}
+
+func (x *ClockStatus) GetOutlier() bool {
+	if x != nil {
+		return x.Outlier
+	}
+	return false
+}
+
+func (x *ClockStatus) GetClocks() uint32 {
+	if x != nil {
+		return x.Clocks
+	}
+	return 0
+}
+
+func (x *ClockStatus) GetVoters() uint32 {
+	if x != nil {
+		return x.Voters
+	}
+	return 0
+}
+
+func (x *ClockStatus) GetSynced() bool {
+	if x != nil {
+		return x.Synced
+	}
+	return false
+}
+
+func (x *ClockStatus) GetPeers() []*PeerClock {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+// PeerClock is one member's measurement of another voter's clock.
+type PeerClock struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"fixed64,1,opt,name=id,proto3" json:"id,omitempty"`
+	// offset is that member's clock minus the measuring member's.
+	Offset *durationpb.Duration `protobuf:"bytes,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Rtt    *durationpb.Duration `protobuf:"bytes,3,opt,name=rtt,proto3" json:"rtt,omitempty"`
+	// age is how long ago the latest answer arrived.
+	Age *durationpb.Duration `protobuf:"bytes,4,opt,name=age,proto3" json:"age,omitempty"`
+	// counted is false once the measurement is too old to be part of the
+	// median (the member has not answered for --clock-sample-max-age).
+	Counted       bool `protobuf:"varint,5,opt,name=counted,proto3" json:"counted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerClock) Reset() {
+	*x = PeerClock{}
+	mi := &file_raftstore_v1_peer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerClock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerClock) ProtoMessage() {}
+
+func (x *PeerClock) ProtoReflect() protoreflect.Message {
+	mi := &file_raftstore_v1_peer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerClock.ProtoReflect.Descriptor instead.
+func (*PeerClock) Descriptor() ([]byte, []int) {
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PeerClock) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PeerClock) GetOffset() *durationpb.Duration {
+	if x != nil {
+		return x.Offset
+	}
+	return nil
+}
+
+func (x *PeerClock) GetRtt() *durationpb.Duration {
+	if x != nil {
+		return x.Rtt
+	}
+	return nil
+}
+
+func (x *PeerClock) GetAge() *durationpb.Duration {
+	if x != nil {
+		return x.Age
+	}
+	return nil
+}
+
+func (x *PeerClock) GetCounted() bool {
+	if x != nil {
+		return x.Counted
+	}
+	return false
+}
+
 var File_raftstore_v1_peer_proto protoreflect.FileDescriptor
 
 const file_raftstore_v1_peer_proto_rawDesc = "" +
@@ -964,14 +1107,29 @@ const file_raftstore_v1_peer_proto_rawDesc = "" +
 	" \x01(\x06R\bleaderId\x12#\n" +
 	"\rserving_reads\x18\v \x01(\bR\fservingReads\x12/\n" +
 	"\x05clock\x18\f \x01(\v2\x19.raftstore.v1.ClockStatusR\x05clock\x12\x1a\n" +
-	"\bfeatures\x18\r \x03(\tR\bfeatures\"\xc2\x01\n" +
+	"\bfeatures\x18\r \x03(\tR\bfeatures\"\x8e\x03\n" +
 	"\vClockStatus\x121\n" +
 	"\x06offset\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06offset\x12+\n" +
 	"\x03rtt\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03rtt\x12\x1f\n" +
 	"\vtime_source\x18\x03 \x01(\tR\n" +
 	"timeSource\x12\x18\n" +
 	"\aapplied\x18\x04 \x01(\bR\aapplied\x12\x18\n" +
-	"\arefused\x18\x05 \x01(\bR\arefused2\x8b\x03\n" +
+	"\arefused\x18\x05 \x01(\bR\arefused\x129\n" +
+	"\n" +
+	"correction\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"correction\x12\x18\n" +
+	"\aoutlier\x18\a \x01(\bR\aoutlier\x12\x16\n" +
+	"\x06clocks\x18\b \x01(\rR\x06clocks\x12\x16\n" +
+	"\x06voters\x18\t \x01(\rR\x06voters\x12\x16\n" +
+	"\x06synced\x18\n" +
+	" \x01(\bR\x06synced\x12-\n" +
+	"\x05peers\x18\v \x03(\v2\x17.raftstore.v1.PeerClockR\x05peers\"\xc2\x01\n" +
+	"\tPeerClock\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x06R\x02id\x121\n" +
+	"\x06offset\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06offset\x12+\n" +
+	"\x03rtt\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03rtt\x12+\n" +
+	"\x03age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03age\x12\x18\n" +
+	"\acounted\x18\x05 \x01(\bR\acounted2\x8b\x03\n" +
 	"\vPeerService\x12E\n" +
 	"\x06Stream\x12\x1b.raftstore.v1.StreamRequest\x1a\x1c.raftstore.v1.StreamResponse(\x01\x12W\n" +
 	"\fSendSnapshot\x12!.raftstore.v1.SendSnapshotRequest\x1a\".raftstore.v1.SendSnapshotResponse(\x01\x12U\n" +
@@ -991,7 +1149,7 @@ func file_raftstore_v1_peer_proto_rawDescGZIP() []byte {
 	return file_raftstore_v1_peer_proto_rawDescData
 }
 
-var file_raftstore_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_raftstore_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_raftstore_v1_peer_proto_goTypes = []any{
 	(*JoinRequest)(nil),          // 0: raftstore.v1.JoinRequest
 	(*JoinResponse)(nil),         // 1: raftstore.v1.JoinResponse
@@ -1006,31 +1164,37 @@ var file_raftstore_v1_peer_proto_goTypes = []any{
 	(*MemberStatusRequest)(nil),  // 10: raftstore.v1.MemberStatusRequest
 	(*MemberStatusResponse)(nil), // 11: raftstore.v1.MemberStatusResponse
 	(*ClockStatus)(nil),          // 12: raftstore.v1.ClockStatus
-	(*Member)(nil),               // 13: raftstore.v1.Member
-	(*durationpb.Duration)(nil),  // 14: google.protobuf.Duration
+	(*PeerClock)(nil),            // 13: raftstore.v1.PeerClock
+	(*Member)(nil),               // 14: raftstore.v1.Member
+	(*durationpb.Duration)(nil),  // 15: google.protobuf.Duration
 }
 var file_raftstore_v1_peer_proto_depIdxs = []int32{
-	13, // 0: raftstore.v1.JoinResponse.members:type_name -> raftstore.v1.Member
+	14, // 0: raftstore.v1.JoinResponse.members:type_name -> raftstore.v1.Member
 	7,  // 1: raftstore.v1.SendSnapshotRequest.header:type_name -> raftstore.v1.SnapshotHeader
 	8,  // 2: raftstore.v1.SendSnapshotRequest.trailer:type_name -> raftstore.v1.SnapshotTrailer
 	12, // 3: raftstore.v1.MemberStatusResponse.clock:type_name -> raftstore.v1.ClockStatus
-	14, // 4: raftstore.v1.ClockStatus.offset:type_name -> google.protobuf.Duration
-	14, // 5: raftstore.v1.ClockStatus.rtt:type_name -> google.protobuf.Duration
-	4,  // 6: raftstore.v1.PeerService.Stream:input_type -> raftstore.v1.StreamRequest
-	6,  // 7: raftstore.v1.PeerService.SendSnapshot:input_type -> raftstore.v1.SendSnapshotRequest
-	10, // 8: raftstore.v1.PeerService.MemberStatus:input_type -> raftstore.v1.MemberStatusRequest
-	2,  // 9: raftstore.v1.PeerService.Forward:input_type -> raftstore.v1.ForwardRequest
-	0,  // 10: raftstore.v1.PeerService.Join:input_type -> raftstore.v1.JoinRequest
-	5,  // 11: raftstore.v1.PeerService.Stream:output_type -> raftstore.v1.StreamResponse
-	9,  // 12: raftstore.v1.PeerService.SendSnapshot:output_type -> raftstore.v1.SendSnapshotResponse
-	11, // 13: raftstore.v1.PeerService.MemberStatus:output_type -> raftstore.v1.MemberStatusResponse
-	3,  // 14: raftstore.v1.PeerService.Forward:output_type -> raftstore.v1.ForwardResponse
-	1,  // 15: raftstore.v1.PeerService.Join:output_type -> raftstore.v1.JoinResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	15, // 4: raftstore.v1.ClockStatus.offset:type_name -> google.protobuf.Duration
+	15, // 5: raftstore.v1.ClockStatus.rtt:type_name -> google.protobuf.Duration
+	15, // 6: raftstore.v1.ClockStatus.correction:type_name -> google.protobuf.Duration
+	13, // 7: raftstore.v1.ClockStatus.peers:type_name -> raftstore.v1.PeerClock
+	15, // 8: raftstore.v1.PeerClock.offset:type_name -> google.protobuf.Duration
+	15, // 9: raftstore.v1.PeerClock.rtt:type_name -> google.protobuf.Duration
+	15, // 10: raftstore.v1.PeerClock.age:type_name -> google.protobuf.Duration
+	4,  // 11: raftstore.v1.PeerService.Stream:input_type -> raftstore.v1.StreamRequest
+	6,  // 12: raftstore.v1.PeerService.SendSnapshot:input_type -> raftstore.v1.SendSnapshotRequest
+	10, // 13: raftstore.v1.PeerService.MemberStatus:input_type -> raftstore.v1.MemberStatusRequest
+	2,  // 14: raftstore.v1.PeerService.Forward:input_type -> raftstore.v1.ForwardRequest
+	0,  // 15: raftstore.v1.PeerService.Join:input_type -> raftstore.v1.JoinRequest
+	5,  // 16: raftstore.v1.PeerService.Stream:output_type -> raftstore.v1.StreamResponse
+	9,  // 17: raftstore.v1.PeerService.SendSnapshot:output_type -> raftstore.v1.SendSnapshotResponse
+	11, // 18: raftstore.v1.PeerService.MemberStatus:output_type -> raftstore.v1.MemberStatusResponse
+	3,  // 19: raftstore.v1.PeerService.Forward:output_type -> raftstore.v1.ForwardResponse
+	1,  // 20: raftstore.v1.PeerService.Join:output_type -> raftstore.v1.JoinResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_raftstore_v1_peer_proto_init() }
@@ -1050,7 +1214,7 @@ func file_raftstore_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftstore_v1_peer_proto_rawDesc), len(file_raftstore_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -231,8 +231,8 @@ type MemberStatus struct {
 	// error then says why.
 	Reachable bool   `protobuf:"varint,10,opt,name=reachable,proto3" json:"reachable,omitempty"`
 	Error     string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
-	// clock is the member's clock offset to the leader; unset when the member
-	// was not reachable or does not report one (an older binary).
+	// clock is the member's clock and its offset to cluster time; unset when
+	// the member was not reachable or does not report one (an older binary).
 	Clock         *MemberClock `protobuf:"bytes,12,opt,name=clock,proto3" json:"clock,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -352,23 +352,44 @@ func (x *MemberStatus) GetClock() *MemberClock {
 	return nil
 }
 
-// MemberClock is a member's clock as it reported it. Members evaluate time
-// checks (token expiry) against their clock corrected by offset unless
-// started with --time-source local.
+// MemberClock is a member's clock as it reported it. Cluster time is the
+// median of the voters' clocks: members evaluate time checks (token and
+// JWT expiry, JWT nbf/iat) against their clock corrected by offset unless
+// started with --time-source local. A member of an older release reports
+// only the first five fields, with offset measured to the leader's clock.
 type MemberClock struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// offset is the leader's clock minus this member's, as last measured
-	// (0 on the leader); unset before the first measurement.
+	// offset is cluster time minus the member's clock ("+2m": the member's
+	// clock is 2 minutes behind the cluster's); unset before the member has
+	// measured any other member's clock.
 	Offset *durationpb.Duration `protobuf:"bytes,1,opt,name=offset,proto3" json:"offset,omitempty"`
-	// rtt is the round trip of the measurement the offset comes from.
+	// rtt is the largest round trip of the measurements offset comes from;
+	// offset is exact to within half of it.
 	Rtt *durationpb.Duration `protobuf:"bytes,2,opt,name=rtt,proto3" json:"rtt,omitempty"`
 	// time_source is "cluster" or "local".
 	TimeSource string `protobuf:"bytes,3,opt,name=time_source,json=timeSource,proto3" json:"time_source,omitempty"`
-	// applied is true when the member's time checks use offset.
+	// applied is true when the member's time checks follow offset.
 	Applied bool `protobuf:"varint,4,opt,name=applied,proto3" json:"applied,omitempty"`
 	// refused is true when offset exceeds the member's
 	// --max-clock-correction and so is not applied (an alarm).
-	Refused       bool `protobuf:"varint,5,opt,name=refused,proto3" json:"refused,omitempty"`
+	Refused bool `protobuf:"varint,5,opt,name=refused,proto3" json:"refused,omitempty"`
+	// correction is what the member adds to its clock now: offset once
+	// reached, less while it slews down toward it (cluster time never runs
+	// backwards).
+	Correction *durationpb.Duration `protobuf:"bytes,6,opt,name=correction,proto3" json:"correction,omitempty"`
+	// outlier is true while offset exceeds the member's
+	// --clock-outlier-threshold: its host's clock needs fixing.
+	Outlier bool `protobuf:"varint,7,opt,name=outlier,proto3" json:"outlier,omitempty"`
+	// clocks is how many member clocks offset is the median of (1: the
+	// member decides with its own clock, no other is known); voters is how
+	// many voters the member knows.
+	Clocks uint32 `protobuf:"varint,8,opt,name=clocks,proto3" json:"clocks,omitempty"`
+	Voters uint32 `protobuf:"varint,9,opt,name=voters,proto3" json:"voters,omitempty"`
+	// synced is true once the member has measured every voter (or waited
+	// long enough for them).
+	Synced bool `protobuf:"varint,10,opt,name=synced,proto3" json:"synced,omitempty"`
+	// peers are the member's measurements of the other voters' clocks.
+	Peers         []*PeerClock `protobuf:"bytes,11,rep,name=peers,proto3" json:"peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -438,6 +459,137 @@ func (x *MemberClock) GetRefused() bool {
 	return false
 }
 
+func (x *MemberClock) GetCorrection() *durationpb.Duration {
+	if x != nil {
+		return x.Correction
+	}
+	return nil
+}
+
+func (x *MemberClock) GetOutlier() bool {
+	if x != nil {
+		return x.Outlier
+	}
+	return false
+}
+
+func (x *MemberClock) GetClocks() uint32 {
+	if x != nil {
+		return x.Clocks
+	}
+	return 0
+}
+
+func (x *MemberClock) GetVoters() uint32 {
+	if x != nil {
+		return x.Voters
+	}
+	return 0
+}
+
+func (x *MemberClock) GetSynced() bool {
+	if x != nil {
+		return x.Synced
+	}
+	return false
+}
+
+func (x *MemberClock) GetPeers() []*PeerClock {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+// PeerClock is one member's measurement of another voter's clock.
+type PeerClock struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id    uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	// offset is that member's clock minus the measuring member's.
+	Offset *durationpb.Duration `protobuf:"bytes,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Rtt    *durationpb.Duration `protobuf:"bytes,4,opt,name=rtt,proto3" json:"rtt,omitempty"`
+	// age is how long ago its latest answer arrived.
+	Age *durationpb.Duration `protobuf:"bytes,5,opt,name=age,proto3" json:"age,omitempty"`
+	// counted is false once the measurement is too old to be part of the
+	// median.
+	Counted       bool `protobuf:"varint,6,opt,name=counted,proto3" json:"counted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerClock) Reset() {
+	*x = PeerClock{}
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerClock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerClock) ProtoMessage() {}
+
+func (x *PeerClock) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerClock.ProtoReflect.Descriptor instead.
+func (*PeerClock) Descriptor() ([]byte, []int) {
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PeerClock) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PeerClock) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PeerClock) GetOffset() *durationpb.Duration {
+	if x != nil {
+		return x.Offset
+	}
+	return nil
+}
+
+func (x *PeerClock) GetRtt() *durationpb.Duration {
+	if x != nil {
+		return x.Rtt
+	}
+	return nil
+}
+
+func (x *PeerClock) GetAge() *durationpb.Duration {
+	if x != nil {
+		return x.Age
+	}
+	return nil
+}
+
+func (x *PeerClock) GetCounted() bool {
+	if x != nil {
+		return x.Counted
+	}
+	return false
+}
+
 // StatusResponse describes the cluster.
 type StatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -452,7 +604,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +616,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[5]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +629,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StatusResponse) GetHeader() *ResponseHeader {
@@ -539,7 +691,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +703,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[6]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -564,7 +716,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Member) GetName() string {
@@ -646,7 +798,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +810,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[7]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +823,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 // ListMembersResponse lists the membership.
@@ -689,7 +841,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +853,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[8]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +866,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListMembersResponse) GetHeader() *ResponseHeader {
@@ -757,7 +909,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +921,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[9]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +934,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{9}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AddMemberRequest) GetName() string {
@@ -818,7 +970,7 @@ type AddMemberResponse struct {
 
 func (x *AddMemberResponse) Reset() {
 	*x = AddMemberResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +982,7 @@ func (x *AddMemberResponse) String() string {
 func (*AddMemberResponse) ProtoMessage() {}
 
 func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[10]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +995,7 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{10}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AddMemberResponse) GetHeader() *ResponseHeader {
@@ -877,7 +1029,7 @@ type PromoteMemberRequest struct {
 
 func (x *PromoteMemberRequest) Reset() {
 	*x = PromoteMemberRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +1041,7 @@ func (x *PromoteMemberRequest) String() string {
 func (*PromoteMemberRequest) ProtoMessage() {}
 
 func (x *PromoteMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[11]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1054,7 @@ func (x *PromoteMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteMemberRequest.ProtoReflect.Descriptor instead.
 func (*PromoteMemberRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{11}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PromoteMemberRequest) GetName() string {
@@ -923,7 +1075,7 @@ type PromoteMemberResponse struct {
 
 func (x *PromoteMemberResponse) Reset() {
 	*x = PromoteMemberResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1087,7 @@ func (x *PromoteMemberResponse) String() string {
 func (*PromoteMemberResponse) ProtoMessage() {}
 
 func (x *PromoteMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[12]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1100,7 @@ func (x *PromoteMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteMemberResponse.ProtoReflect.Descriptor instead.
 func (*PromoteMemberResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{12}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PromoteMemberResponse) GetHeader() *ResponseHeader {
@@ -976,7 +1128,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1140,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[13]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1153,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{13}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RemoveMemberRequest) GetName() string {
@@ -1029,7 +1181,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1193,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[14]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1206,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{14}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RemoveMemberResponse) GetHeader() *ResponseHeader {
@@ -1081,7 +1233,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1245,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[15]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1258,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{15}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TransferLeadershipRequest) GetName() string {
@@ -1127,7 +1279,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[16]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1291,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[16]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1304,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{16}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TransferLeadershipResponse) GetHeader() *ResponseHeader {
@@ -1178,7 +1330,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[17]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1342,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[17]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1355,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{17}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 // SnapshotResponse is one part of a snapshot stream: the first carries the
@@ -1220,7 +1372,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[18]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1384,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenstore_v1_cluster_proto_msgTypes[18]
+	mi := &file_tokenstore_v1_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1397,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{18}
+	return file_tokenstore_v1_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SnapshotResponse) GetRevision() uint64 {
@@ -1300,14 +1452,30 @@ const file_tokenstore_v1_cluster_proto_rawDesc = "" +
 	"\treachable\x18\n" +
 	" \x01(\bR\treachable\x12\x14\n" +
 	"\x05error\x18\v \x01(\tR\x05error\x120\n" +
-	"\x05clock\x18\f \x01(\v2\x1a.tokenstore.v1.MemberClockR\x05clock\"\xc2\x01\n" +
+	"\x05clock\x18\f \x01(\v2\x1a.tokenstore.v1.MemberClockR\x05clock\"\x8f\x03\n" +
 	"\vMemberClock\x121\n" +
 	"\x06offset\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06offset\x12+\n" +
 	"\x03rtt\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03rtt\x12\x1f\n" +
 	"\vtime_source\x18\x03 \x01(\tR\n" +
 	"timeSource\x12\x18\n" +
 	"\aapplied\x18\x04 \x01(\bR\aapplied\x12\x18\n" +
-	"\arefused\x18\x05 \x01(\bR\arefused\"\xdb\x01\n" +
+	"\arefused\x18\x05 \x01(\bR\arefused\x129\n" +
+	"\n" +
+	"correction\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"correction\x12\x18\n" +
+	"\aoutlier\x18\a \x01(\bR\aoutlier\x12\x16\n" +
+	"\x06clocks\x18\b \x01(\rR\x06clocks\x12\x16\n" +
+	"\x06voters\x18\t \x01(\rR\x06voters\x12\x16\n" +
+	"\x06synced\x18\n" +
+	" \x01(\bR\x06synced\x12.\n" +
+	"\x05peers\x18\v \x03(\v2\x18.tokenstore.v1.PeerClockR\x05peers\"\xd6\x01\n" +
+	"\tPeerClock\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\x121\n" +
+	"\x06offset\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06offset\x12+\n" +
+	"\x03rtt\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03rtt\x12+\n" +
+	"\x03age\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03age\x12\x18\n" +
+	"\acounted\x18\x06 \x01(\bR\acounted\"\xdb\x01\n" +
 	"\x0eStatusResponse\x125\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.tokenstore.v1.ResponseHeaderR\x06header\x12\x1d\n" +
 	"\n" +
@@ -1395,7 +1563,7 @@ func file_tokenstore_v1_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenstore_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tokenstore_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_tokenstore_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_tokenstore_v1_cluster_proto_goTypes = []any{
 	(MemberRole)(0),                    // 0: tokenstore.v1.MemberRole
 	(*StateHashRequest)(nil),           // 1: tokenstore.v1.StateHashRequest
@@ -1403,64 +1571,70 @@ var file_tokenstore_v1_cluster_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 3: tokenstore.v1.StatusRequest
 	(*MemberStatus)(nil),               // 4: tokenstore.v1.MemberStatus
 	(*MemberClock)(nil),                // 5: tokenstore.v1.MemberClock
-	(*StatusResponse)(nil),             // 6: tokenstore.v1.StatusResponse
-	(*Member)(nil),                     // 7: tokenstore.v1.Member
-	(*ListMembersRequest)(nil),         // 8: tokenstore.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),        // 9: tokenstore.v1.ListMembersResponse
-	(*AddMemberRequest)(nil),           // 10: tokenstore.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),          // 11: tokenstore.v1.AddMemberResponse
-	(*PromoteMemberRequest)(nil),       // 12: tokenstore.v1.PromoteMemberRequest
-	(*PromoteMemberResponse)(nil),      // 13: tokenstore.v1.PromoteMemberResponse
-	(*RemoveMemberRequest)(nil),        // 14: tokenstore.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),       // 15: tokenstore.v1.RemoveMemberResponse
-	(*TransferLeadershipRequest)(nil),  // 16: tokenstore.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 17: tokenstore.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 18: tokenstore.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),           // 19: tokenstore.v1.SnapshotResponse
-	(ReadConsistency)(0),               // 20: tokenstore.v1.ReadConsistency
-	(*ResponseHeader)(nil),             // 21: tokenstore.v1.ResponseHeader
-	(*durationpb.Duration)(nil),        // 22: google.protobuf.Duration
+	(*PeerClock)(nil),                  // 6: tokenstore.v1.PeerClock
+	(*StatusResponse)(nil),             // 7: tokenstore.v1.StatusResponse
+	(*Member)(nil),                     // 8: tokenstore.v1.Member
+	(*ListMembersRequest)(nil),         // 9: tokenstore.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),        // 10: tokenstore.v1.ListMembersResponse
+	(*AddMemberRequest)(nil),           // 11: tokenstore.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),          // 12: tokenstore.v1.AddMemberResponse
+	(*PromoteMemberRequest)(nil),       // 13: tokenstore.v1.PromoteMemberRequest
+	(*PromoteMemberResponse)(nil),      // 14: tokenstore.v1.PromoteMemberResponse
+	(*RemoveMemberRequest)(nil),        // 15: tokenstore.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),       // 16: tokenstore.v1.RemoveMemberResponse
+	(*TransferLeadershipRequest)(nil),  // 17: tokenstore.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 18: tokenstore.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 19: tokenstore.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),           // 20: tokenstore.v1.SnapshotResponse
+	(ReadConsistency)(0),               // 21: tokenstore.v1.ReadConsistency
+	(*ResponseHeader)(nil),             // 22: tokenstore.v1.ResponseHeader
+	(*durationpb.Duration)(nil),        // 23: google.protobuf.Duration
 }
 var file_tokenstore_v1_cluster_proto_depIdxs = []int32{
-	20, // 0: tokenstore.v1.StateHashRequest.consistency:type_name -> tokenstore.v1.ReadConsistency
-	21, // 1: tokenstore.v1.StateHashResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	21, // 0: tokenstore.v1.StateHashRequest.consistency:type_name -> tokenstore.v1.ReadConsistency
+	22, // 1: tokenstore.v1.StateHashResponse.header:type_name -> tokenstore.v1.ResponseHeader
 	0,  // 2: tokenstore.v1.MemberStatus.role:type_name -> tokenstore.v1.MemberRole
 	5,  // 3: tokenstore.v1.MemberStatus.clock:type_name -> tokenstore.v1.MemberClock
-	22, // 4: tokenstore.v1.MemberClock.offset:type_name -> google.protobuf.Duration
-	22, // 5: tokenstore.v1.MemberClock.rtt:type_name -> google.protobuf.Duration
-	21, // 6: tokenstore.v1.StatusResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	4,  // 7: tokenstore.v1.StatusResponse.members:type_name -> tokenstore.v1.MemberStatus
-	21, // 8: tokenstore.v1.ListMembersResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	7,  // 9: tokenstore.v1.ListMembersResponse.members:type_name -> tokenstore.v1.Member
-	21, // 10: tokenstore.v1.AddMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	7,  // 11: tokenstore.v1.AddMemberResponse.member:type_name -> tokenstore.v1.Member
-	7,  // 12: tokenstore.v1.AddMemberResponse.members:type_name -> tokenstore.v1.Member
-	21, // 13: tokenstore.v1.PromoteMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	7,  // 14: tokenstore.v1.PromoteMemberResponse.members:type_name -> tokenstore.v1.Member
-	21, // 15: tokenstore.v1.RemoveMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	7,  // 16: tokenstore.v1.RemoveMemberResponse.members:type_name -> tokenstore.v1.Member
-	21, // 17: tokenstore.v1.TransferLeadershipResponse.header:type_name -> tokenstore.v1.ResponseHeader
-	3,  // 18: tokenstore.v1.ClusterService.Status:input_type -> tokenstore.v1.StatusRequest
-	8,  // 19: tokenstore.v1.ClusterService.ListMembers:input_type -> tokenstore.v1.ListMembersRequest
-	10, // 20: tokenstore.v1.ClusterService.AddMember:input_type -> tokenstore.v1.AddMemberRequest
-	12, // 21: tokenstore.v1.ClusterService.PromoteMember:input_type -> tokenstore.v1.PromoteMemberRequest
-	14, // 22: tokenstore.v1.ClusterService.RemoveMember:input_type -> tokenstore.v1.RemoveMemberRequest
-	16, // 23: tokenstore.v1.ClusterService.TransferLeadership:input_type -> tokenstore.v1.TransferLeadershipRequest
-	18, // 24: tokenstore.v1.ClusterService.Snapshot:input_type -> tokenstore.v1.SnapshotRequest
-	1,  // 25: tokenstore.v1.ClusterService.StateHash:input_type -> tokenstore.v1.StateHashRequest
-	6,  // 26: tokenstore.v1.ClusterService.Status:output_type -> tokenstore.v1.StatusResponse
-	9,  // 27: tokenstore.v1.ClusterService.ListMembers:output_type -> tokenstore.v1.ListMembersResponse
-	11, // 28: tokenstore.v1.ClusterService.AddMember:output_type -> tokenstore.v1.AddMemberResponse
-	13, // 29: tokenstore.v1.ClusterService.PromoteMember:output_type -> tokenstore.v1.PromoteMemberResponse
-	15, // 30: tokenstore.v1.ClusterService.RemoveMember:output_type -> tokenstore.v1.RemoveMemberResponse
-	17, // 31: tokenstore.v1.ClusterService.TransferLeadership:output_type -> tokenstore.v1.TransferLeadershipResponse
-	19, // 32: tokenstore.v1.ClusterService.Snapshot:output_type -> tokenstore.v1.SnapshotResponse
-	2,  // 33: tokenstore.v1.ClusterService.StateHash:output_type -> tokenstore.v1.StateHashResponse
-	26, // [26:34] is the sub-list for method output_type
-	18, // [18:26] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	23, // 4: tokenstore.v1.MemberClock.offset:type_name -> google.protobuf.Duration
+	23, // 5: tokenstore.v1.MemberClock.rtt:type_name -> google.protobuf.Duration
+	23, // 6: tokenstore.v1.MemberClock.correction:type_name -> google.protobuf.Duration
+	6,  // 7: tokenstore.v1.MemberClock.peers:type_name -> tokenstore.v1.PeerClock
+	23, // 8: tokenstore.v1.PeerClock.offset:type_name -> google.protobuf.Duration
+	23, // 9: tokenstore.v1.PeerClock.rtt:type_name -> google.protobuf.Duration
+	23, // 10: tokenstore.v1.PeerClock.age:type_name -> google.protobuf.Duration
+	22, // 11: tokenstore.v1.StatusResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	4,  // 12: tokenstore.v1.StatusResponse.members:type_name -> tokenstore.v1.MemberStatus
+	22, // 13: tokenstore.v1.ListMembersResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	8,  // 14: tokenstore.v1.ListMembersResponse.members:type_name -> tokenstore.v1.Member
+	22, // 15: tokenstore.v1.AddMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	8,  // 16: tokenstore.v1.AddMemberResponse.member:type_name -> tokenstore.v1.Member
+	8,  // 17: tokenstore.v1.AddMemberResponse.members:type_name -> tokenstore.v1.Member
+	22, // 18: tokenstore.v1.PromoteMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	8,  // 19: tokenstore.v1.PromoteMemberResponse.members:type_name -> tokenstore.v1.Member
+	22, // 20: tokenstore.v1.RemoveMemberResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	8,  // 21: tokenstore.v1.RemoveMemberResponse.members:type_name -> tokenstore.v1.Member
+	22, // 22: tokenstore.v1.TransferLeadershipResponse.header:type_name -> tokenstore.v1.ResponseHeader
+	3,  // 23: tokenstore.v1.ClusterService.Status:input_type -> tokenstore.v1.StatusRequest
+	9,  // 24: tokenstore.v1.ClusterService.ListMembers:input_type -> tokenstore.v1.ListMembersRequest
+	11, // 25: tokenstore.v1.ClusterService.AddMember:input_type -> tokenstore.v1.AddMemberRequest
+	13, // 26: tokenstore.v1.ClusterService.PromoteMember:input_type -> tokenstore.v1.PromoteMemberRequest
+	15, // 27: tokenstore.v1.ClusterService.RemoveMember:input_type -> tokenstore.v1.RemoveMemberRequest
+	17, // 28: tokenstore.v1.ClusterService.TransferLeadership:input_type -> tokenstore.v1.TransferLeadershipRequest
+	19, // 29: tokenstore.v1.ClusterService.Snapshot:input_type -> tokenstore.v1.SnapshotRequest
+	1,  // 30: tokenstore.v1.ClusterService.StateHash:input_type -> tokenstore.v1.StateHashRequest
+	7,  // 31: tokenstore.v1.ClusterService.Status:output_type -> tokenstore.v1.StatusResponse
+	10, // 32: tokenstore.v1.ClusterService.ListMembers:output_type -> tokenstore.v1.ListMembersResponse
+	12, // 33: tokenstore.v1.ClusterService.AddMember:output_type -> tokenstore.v1.AddMemberResponse
+	14, // 34: tokenstore.v1.ClusterService.PromoteMember:output_type -> tokenstore.v1.PromoteMemberResponse
+	16, // 35: tokenstore.v1.ClusterService.RemoveMember:output_type -> tokenstore.v1.RemoveMemberResponse
+	18, // 36: tokenstore.v1.ClusterService.TransferLeadership:output_type -> tokenstore.v1.TransferLeadershipResponse
+	20, // 37: tokenstore.v1.ClusterService.Snapshot:output_type -> tokenstore.v1.SnapshotResponse
+	2,  // 38: tokenstore.v1.ClusterService.StateHash:output_type -> tokenstore.v1.StateHashResponse
+	31, // [31:39] is the sub-list for method output_type
+	23, // [23:31] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_tokenstore_v1_cluster_proto_init() }
@@ -1475,7 +1649,7 @@ func file_tokenstore_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenstore_v1_cluster_proto_rawDesc), len(file_tokenstore_v1_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
