@@ -96,6 +96,7 @@ func kubeAuthenticator(t *testing.T, kubeconfig, version string) authenticator.T
 type kubeAnswer struct {
 	OK        bool
 	User      string
+	UID       string
 	Groups    []string
 	Extra     map[string][]string
 	Audiences []string
@@ -119,6 +120,7 @@ func ask(ctx context.Context, a authenticator.Token, token string, auds []string
 	}
 	if resp != nil {
 		out.User = resp.User.GetName()
+		out.UID = resp.User.GetUID()
 		out.Groups = resp.User.GetGroups()
 		out.Extra = resp.User.GetExtra()
 		out.Audiences = resp.Audiences
@@ -267,6 +269,16 @@ func TestWebhookThroughKubeClient(t *testing.T) {
 	expired := mk("dave", &tokenstorev1.CreateTokenRequest{Ttl: durationpb.New(time.Millisecond)})
 	bound := mk("erin", &tokenstorev1.CreateTokenRequest{Audiences: []string{"vault", apiAudience}})
 	boundElsewhere := mk("frank", &tokenstorev1.CreateTokenRequest{Audiences: []string{"vault"}})
+	// A token created without a uid: its user's uid is derived from the
+	// token id, over gRPC as through the webhooks.
+	noUID, err := m0.Tokens.CreateToken(ctx, &tokenstorev1.CreateTokenRequest{User: &tokenstorev1.UserInfo{Username: "gina"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noUIDWant := kubeAnswer{OK: true, User: "gina", UID: "tokenstore:token:" + noUID.GetToken().GetId()}
+	if r, err := m0.Auth.Authenticate(ctx, &tokenstorev1.AuthenticateRequest{Token: noUID.GetBearerToken()}); err != nil || r.GetUser().GetUid() != noUIDWant.UID {
+		t.Errorf("gRPC Authenticate of a token without uid: user %v (%v), want uid %q", r.GetUser(), err, noUIDWant.UID)
+	}
 	if _, err := m0.Tokens.RevokeToken(ctx, &tokenstorev1.RevokeTokenRequest{Id: revoked.GetToken().GetId()}); err != nil {
 		t.Fatal(err)
 	}
@@ -281,12 +293,16 @@ func TestWebhookThroughKubeClient(t *testing.T) {
 	importRancher(ctx, t, c, secrets)
 	caughtUp(ctx, t, c, valid.GetBearerToken())
 
-	alice := kubeAnswer{OK: true, User: "alice", Groups: []string{"dev", "ops"}, Extra: map[string][]string{"example.org/team": {"infra"}}}
-	rancherUser := kubeAnswer{OK: true, User: "u-rancher", Groups: []string{"github_org://42", "system:authenticated"}}
+	alice := kubeAnswer{OK: true, User: "alice", UID: "uid-alice", Groups: []string{"dev", "ops"}, Extra: map[string][]string{"example.org/team": {"infra"}}}
+	// An imported Rancher token has no uid of its own: its user's uid is
+	// derived from the token id (state.TokenUID).
+	rancherUser := func(name string) kubeAnswer {
+		return kubeAnswer{OK: true, User: "u-rancher", UID: "tokenstore:token:" + name, Groups: []string{"github_org://42", "system:authenticated"}}
+	}
 	withAuds := func(a kubeAnswer, auds ...string) kubeAnswer { a.Audiences = auds; return a }
 	refused := func(msg string) kubeAnswer { return kubeAnswer{Err: msg} }
 	erin := alice
-	erin.User = "erin"
+	erin.User, erin.UID = "erin", "uid-erin"
 	cases := []struct {
 		name  string
 		token string
@@ -295,6 +311,7 @@ func TestWebhookThroughKubeClient(t *testing.T) {
 	}{
 		{"valid", valid.GetBearerToken(), nil, alice},
 		{"valid, api audience", valid.GetBearerToken(), []string{apiAudience}, withAuds(alice, apiAudience)},
+		{"no uid given", noUID.GetBearerToken(), nil, noUIDWant},
 		{"unknown", "token-nosuchtoken:" + strings.Repeat("a", 52), nil, refused("unknown token or wrong secret")},
 		{"wrong secret", valid.GetToken().GetId() + ":" + strings.Repeat("b", 52), nil, refused("unknown token or wrong secret")},
 		{"revoked", revoked.GetBearerToken(), nil, refused("token revoked")},
@@ -306,9 +323,9 @@ func TestWebhookThroughKubeClient(t *testing.T) {
 		{"malformed parts", "a:b:c", nil, refused(`malformed token: not of the form "<id>:<secret>": more than one ':'`)},
 		{"audience match", bound.GetBearerToken(), []string{"other", apiAudience}, withAuds(erin, apiAudience)},
 		{"audience mismatch", boundElsewhere.GetBearerToken(), []string{apiAudience}, refused("token is not valid for any of the requested audiences")},
-		{"rancher scrypt", "kubeconfig-u-scrypt:" + secrets["kubeconfig-u-scrypt"], nil, rancherUser},
-		{"rancher sha256", "kubeconfig-u-sha256:" + secrets["kubeconfig-u-sha256"], nil, rancherUser},
-		{"rancher sha3", "kubeconfig-u-sha3:" + secrets["kubeconfig-u-sha3"], []string{apiAudience}, withAuds(rancherUser, apiAudience)},
+		{"rancher scrypt", "kubeconfig-u-scrypt:" + secrets["kubeconfig-u-scrypt"], nil, rancherUser("kubeconfig-u-scrypt")},
+		{"rancher sha256", "kubeconfig-u-sha256:" + secrets["kubeconfig-u-sha256"], nil, rancherUser("kubeconfig-u-sha256")},
+		{"rancher sha3", "kubeconfig-u-sha3:" + secrets["kubeconfig-u-sha3"], []string{apiAudience}, withAuds(rancherUser("kubeconfig-u-sha3"), apiAudience)},
 		{"rancher scrypt, wrong secret", "kubeconfig-u-scrypt:" + secrets["kubeconfig-u-sha3"], nil, refused("unknown token or wrong secret")},
 		{"rancher sha3, wrong secret", "kubeconfig-u-sha3:" + secrets["kubeconfig-u-sha256"], nil, refused("unknown token or wrong secret")},
 	}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenstorev1 "github.com/tokenstore/tokenstore/api/tokenstore/v1"
+	"github.com/tokenstore/tokenstore/server/webhook"
 )
 
 // Authorization of callers (docs/security.md). Every client gRPC method and
@@ -241,7 +242,11 @@ func (s *Server) authzHTTP(next http.Handler) http.Handler {
 				case codes.Unavailable:
 					code = http.StatusServiceUnavailable
 				}
-				http.Error(w, status.Convert(err).Message(), code)
+				f := webhook.Failure{Code: code, Message: status.Convert(err).Message()}
+				if code == http.StatusServiceUnavailable {
+					f = webhook.Unavailable(f.Message)
+				}
+				webhook.WriteFailure(w, f)
 				return
 			}
 		}

@@ -31,12 +31,27 @@ func (s *Server) httpHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	for route, h := range s.webhookHandlers() { // auth_service.go
-		mux.Handle(route, h)
+		mux.Handle(route, s.closeWhileDraining(h))
 	}
 	for route, h := range s.rbac.handlers() { // rbac_service.go: SubjectAccessReview
-		mux.Handle(route, h)
+		mux.Handle(route, s.closeWhileDraining(h))
 	}
 	// Probes and /metrics are exempt from admission (overload.go) and
 	// public; every other route needs a caller (authz.go).
 	return s.admission.httpHandler(s.authzHTTP(mux))
+}
+
+// closeWhileDraining makes every answer of next close its connection once
+// Stop has begun (Connection: close; a GOAWAY on HTTP/2). A webhook caller
+// keeps its connection alive, and through a Service that connection stays
+// with this member until the listener closes; closed one answer at a time
+// while the member still answers (--shutdown-delay), the callers reconnect
+// to ready members before then.
+func (s *Server) closeWhileDraining(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
 }

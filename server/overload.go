@@ -10,8 +10,9 @@ package server
 //
 //   - gRPC: RESOURCE_EXHAUSTED with a google.rpc.RetryInfo detail and the
 //     grpc-retry-pushback-ms trailer (what gRPC's own retry policy obeys);
-//   - HTTP: 429 Too Many Requests with Retry-After (kube-apiserver's webhook
-//     client retries 429 and honours it).
+//   - HTTP: 429 Too Many Requests with Retry-After and a metav1.Status body
+//     (kube-apiserver's webhook client retries 429 and honours it;
+//     server/webhook/status.go).
 //
 // Nothing waits for a slot: a queue in front of a saturated member only
 // turns overload into latency and then into timeouts the callers retry,
@@ -47,6 +48,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/tokenstore/tokenstore/server/webhook"
 )
 
 // DefaultMaxInflight is --max-inflight's default, derived from measurement
@@ -179,10 +182,8 @@ func (a *admission) httpHandler(next http.Handler) http.Handler {
 			return
 		}
 		if !a.admit("http") {
-			secs := int64((a.hint() + time.Second - 1) / time.Second)
-			w.Header().Set("Retry-After", strconv.FormatInt(max(1, secs), 10))
-			http.Error(w, fmt.Sprintf("member overloaded: %d requests in flight (--max-inflight); retry after the Retry-After delay", a.limit),
-				http.StatusTooManyRequests)
+			webhook.WriteFailure(w, webhook.TooMany(
+				fmt.Sprintf("member overloaded: %d requests in flight (--max-inflight); retry after the Retry-After delay", a.limit), a.hint()))
 			return
 		}
 		defer a.release()

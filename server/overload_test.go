@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -208,9 +209,15 @@ func TestServerShedsClientRequestsButNotHealth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("webhook with the budget full: %d Retry-After %q, want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// The body is the metav1.Status kube-apiserver's client decodes.
+	if !strings.Contains(string(body), `"kind":"Status"`) || !strings.Contains(string(body), `"reason":"TooManyRequests"`) ||
+		!strings.Contains(string(body), "--max-inflight") {
+		t.Errorf("webhook with the budget full: body %s, want a TooManyRequests Status naming --max-inflight", body)
 	}
 	resp, err = http.Get(web.URL + "/readyz")
 	if err != nil {

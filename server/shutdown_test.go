@@ -15,7 +15,8 @@ import (
 
 // TestStopDrainsBeforeClosing: once Stop begins, /readyz and the gRPC
 // health status say "not ready" at once, while requests are still answered
-// for --shutdown-delay; only then do the listeners close.
+// for --shutdown-delay (webhook answers closing their connections); only
+// then do the listeners close.
 func TestStopDrainsBeforeClosing(t *testing.T) {
 	cfg := testConfig(t.TempDir())
 	cfg.ShutdownDelay = 800 * time.Millisecond
@@ -43,6 +44,16 @@ func TestStopDrainsBeforeClosing(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	review := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		s.httpHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/apis/authentication.k8s.io/v1/tokenreviews",
+			strings.NewReader(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+tok.GetBearerToken()+`"}}`)))
+		return rec
+	}
+	if rec := review(); rec.Code != http.StatusOK || rec.Header().Get("Connection") != "" {
+		t.Errorf("TokenReview before Stop: %d, Connection %q; want 200 keeping the connection", rec.Code, rec.Header().Get("Connection"))
+	}
+
 	stopped := make(chan struct{})
 	start := time.Now()
 	go func() { s.Stop(); close(stopped) }()
@@ -59,6 +70,11 @@ func TestStopDrainsBeforeClosing(t *testing.T) {
 	r, err := tokenstorev1.NewAuthServiceClient(conn).Authenticate(ctx, &tokenstorev1.AuthenticateRequest{Token: tok.GetBearerToken()})
 	if err != nil || !r.GetAuthenticated() {
 		t.Errorf("authentication while draining: %v %v, want it answered", r.GetReason(), err)
+	}
+	// Webhook answers go on, each closing its connection so that callers
+	// reconnect to a ready member before the listener closes.
+	if rec := review(); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"authenticated":true`) || rec.Header().Get("Connection") != "close" {
+		t.Errorf("TokenReview while draining: %d %s, Connection %q; want 200 authenticated with Connection: close", rec.Code, rec.Body, rec.Header().Get("Connection"))
 	}
 	select {
 	case <-stopped:

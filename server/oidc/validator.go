@@ -262,6 +262,8 @@ func (v *Validator) check(c *Config, std *jwt.Claims, all map[string]any, audien
 			return refuse(Invalid, "JWT has no string claim %q for the uid", m.UID.Claim)
 		}
 		u.Uid = uid
+	} else if std.Subject != "" {
+		u.Uid = SubjectUID(std.Issuer, std.Subject)
 	}
 	return Verdict{Reason: Accepted, User: u, Audiences: accepted}
 }
@@ -298,4 +300,13 @@ func clip(s string) string {
 // trimJose drops go-jose's package prefix from an error.
 func trimJose(err error) string {
 	return strings.TrimPrefix(err.Error(), "go-jose/go-jose: ")
+}
+
+// SubjectUID is the uid of a JWT's user when the issuer maps no claim to
+// the uid: "tokenstore:oidc:", the issuer, "#" and the subject. An issuer
+// URL has no fragment, so the pair is unambiguous, and (iss, sub) is what
+// OpenID Connect defines as the stable, never reassigned identifier of an
+// end user. A JWT without sub has no uid, as in kube-apiserver.
+func SubjectUID(issuer, subject string) string {
+	return "tokenstore:oidc:" + issuer + "#" + subject
 }

@@ -217,3 +217,28 @@ func TestLooksLikeJWT(t *testing.T) {
 		}
 	}
 }
+
+// Without a uid mapping the uid is SubjectUID of iss and sub; without sub
+// there is none.
+func TestUIDWithoutMapping(t *testing.T) {
+	f := newFixture(t, "")
+	cfgs, err := ParseDocuments([]byte(strings.Replace(issuerYAML(testIssuer, ""), "  uid: {claim: sub}\n", "", 1)))
+	if err != nil || len(cfgs) != 1 {
+		t.Fatalf("parse: %v %v", cfgs, err)
+	}
+	exp := jwt.NewNumericDate(f.now.Add(time.Hour))
+	// The claims as the validator reads them: decoded JSON.
+	var all map[string]any
+	b, _ := json.Marshal(f.claims(nil))
+	if err := json.Unmarshal(b, &all); err != nil {
+		t.Fatal(err)
+	}
+	v := f.validate.check(cfgs[0], &jwt.Claims{Issuer: testIssuer, Subject: "alice", Expiry: exp, Audience: jwt.Audience{"tokenstore"}}, all, nil)
+	if v.Reason != Accepted || v.User.GetUid() != "tokenstore:oidc:https://issuer.example#alice" || v.User.GetUid() != SubjectUID(testIssuer, "alice") {
+		t.Errorf("with sub: %v %s, uid %q", v.Reason, v.Message, v.User.GetUid())
+	}
+	v = f.validate.check(cfgs[0], &jwt.Claims{Issuer: testIssuer, Expiry: exp, Audience: jwt.Audience{"tokenstore"}}, all, nil)
+	if v.Reason != Accepted || v.User.GetUid() != "" {
+		t.Errorf("without sub: %v %s, uid %q", v.Reason, v.Message, v.User.GetUid())
+	}
+}

@@ -73,8 +73,9 @@ func (e *entry) audiences() []string {
 func (e *entry) disabled() bool { return e.ext != nil && e.ext.disabled }
 func (e *entry) revoked() bool  { return e.ext != nil && e.ext.revoked }
 
-// userInfo is the token's user in the API form, new for each answer.
-func (e *entry) userInfo() *tokenstorev1.UserInfo {
+// userInfo is the user of token id in the API form, new for each answer:
+// its uid is the stored one or else TokenUID(id).
+func (e *entry) userInfo(id string) *tokenstorev1.UserInfo {
 	u := &tokenstorev1.UserInfo{Username: e.username}
 	if e.groups != nil {
 		u.Groups = *e.groups
@@ -82,8 +83,22 @@ func (e *entry) userInfo() *tokenstorev1.UserInfo {
 	if x := e.ext; x != nil {
 		u.Uid, u.Extra = x.uid, x.extra
 	}
+	if u.Uid == "" {
+		u.Uid = TokenUID(id)
+	}
 	return u
 }
+
+// TokenUID is the uid an authentication gives the user of token id when
+// the token was stored without one (every imported Rancher token, and
+// native tokens created without user.uid): "tokenstore:token:" and the
+// token id. A token's record is the only account tokenstore holds for its
+// user, so the uid names that record: the same for every use of the
+// token, on every member and over every interface, and different for a
+// later token of the same username, as Kubernetes asks of a uid (a name
+// reused by a new account gets a new uid). It is not secret: the id is the
+// public half of the bearer token.
+func TokenUID(id string) string { return "tokenstore:token:" + id }
 
 // groupTable interns group lists: a million tokens of a few teams hold a
 // few lists. Used on the apply loop only (Apply, Restore), so unlocked.
@@ -260,7 +275,7 @@ func (s *State) check(e *entry, id, secret string, audiences []string, now time.
 			d.Audiences = auds
 		}
 		d.Authenticated = true
-		d.User = e.userInfo()
+		d.User = e.userInfo(id)
 	}
 	return d
 }

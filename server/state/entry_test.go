@@ -9,7 +9,8 @@ import (
 	"github.com/tokenstore/tokenstore/server/token"
 )
 
-// The compact entry answers with the whole user (name, uid, groups,
+// The compact entry answers with the whole user (name, uid: the stored one
+// or TokenUID, groups,
 // extra), tokens with the same groups share one list, before and after a
 // restore, and a caller changing its answer cannot change the next one.
 func TestEntryKeepsWholeUserAndSharesGroups(t *testing.T) {
@@ -33,7 +34,7 @@ func TestEntryKeepsWholeUserAndSharesGroups(t *testing.T) {
 		if !da.Authenticated || !db.Authenticated || !dc.Authenticated {
 			t.Fatalf("%s: authenticated %v %v %v", when, da.Authenticated, db.Authenticated, dc.Authenticated)
 		}
-		if da.User.GetUsername() != "alice" || !slices.Equal(da.User.GetGroups(), []string{"g"}) || da.User.GetUid() != "" {
+		if da.User.GetUsername() != "alice" || !slices.Equal(da.User.GetGroups(), []string{"g"}) || da.User.GetUid() != TokenUID(a.id) {
 			t.Fatalf("%s: alice answered as %v", when, da.User)
 		}
 		u := dc.User

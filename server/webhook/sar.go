@@ -3,19 +3,22 @@ package webhook
 // SubjectAccessReview: the authorization webhook kube-apiserver calls with
 // --authorization-webhook-config-file (and the Authorization
 // configuration's Webhook authorizer). The contract with the caller, whose
-// client (k8s.io/apiserver/plugin/pkg/authorizer/webhook) retries only
-// 429, 5xx, timeouts and connection resets and falls back to its
-// failurePolicy on any error:
+// client (k8s.io/apiserver/plugin/pkg/authorizer/webhook) retries as the
+// TokenReview client does (status.go) and falls back to its failurePolicy
+// on an error it gives up on:
 //
 //   - a question answered is HTTP 200 with a SubjectAccessReview in the
 //     apiVersion the request used (authorization.k8s.io v1 or v1beta1):
 //     status.allowed true, or allowed false without denied, which the
 //     client reads as "no opinion" so the next authorizer may still allow
 //     (RBAC has no deny rules);
-//   - 503 means this member cannot answer now (another member may);
-//   - 429 with Retry-After means it is overloaded;
+//   - 503 with Retry-After and Connection: close means this member cannot
+//     answer now: retry in a second on a new connection;
+//   - 429 with Retry-After means it is overloaded: retry after the wait;
 //   - 400 (413 when too large) means the request is not a
 //     SubjectAccessReview this handler can answer.
+//
+// Every error answer is a metav1.Status whose message says why.
 //
 // The handler only translates; the Authorizer decides.
 
@@ -27,7 +30,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	authorizationv1beta1 "k8s.io/api/authorization/v1beta1"
@@ -70,7 +72,8 @@ type AccessAnswer struct {
 }
 
 // Authorizer answers an AccessReview. An error means no answer: it is sent
-// as 503, or as 429 when it is (or wraps) an *Overloaded.
+// as Unavailable (503), or as TooMany (429) when it is (or wraps) an
+// *Overloaded.
 type Authorizer func(ctx context.Context, r AccessReview) (AccessAnswer, error)
 
 // AccessReviewConfig configures a SubjectAccessReview handler.
@@ -169,13 +172,7 @@ func (h *sarHandler) serve(w http.ResponseWriter, r *http.Request) int {
 
 	ans, err := h.cfg.Authorize(r.Context(), q)
 	if err != nil {
-		var over *Overloaded
-		if errors.As(err, &over) {
-			secs := int((over.RetryAfter + time.Second - 1) / time.Second)
-			w.Header().Set("Retry-After", strconv.Itoa(max1(secs)))
-			return fail(w, http.StatusTooManyRequests, err.Error())
-		}
-		return fail(w, http.StatusServiceUnavailable, err.Error())
+		return WriteFailure(w, noAnswer(err))
 	}
 	out, err := encodeAccessReview(version, spec, ans)
 	if err != nil {

@@ -4,17 +4,21 @@
 // compatible POST /v1/authenticate, which takes and answers the same
 // TokenReview shape.
 //
-// The contract with the caller (kube-apiserver's webhook client retries
-// only 429, 5xx, timeouts and connection resets, and reads any other
-// non-2xx status as "webhook down"):
+// The contract with the caller (kube-apiserver's webhook client turns any
+// non-2xx answer into an error, which fails the authentication unless it
+// retries; status.go says which answers it retries):
 //
 //   - a question answered, accepted or refused, is HTTP 200 with a
 //     TokenReview in the apiVersion the request used (authentication.k8s.io
 //     v1 or v1beta1); a refusal is authenticated: false with the reason in
 //     status.error;
-//   - 503 means this member cannot answer now (another member may);
-//   - 429 with Retry-After means it is overloaded;
+//   - 503 with Retry-After and Connection: close means this member cannot
+//     answer now: retry in a second on a new connection (another member
+//     may answer);
+//   - 429 with Retry-After means it is overloaded: retry after the wait;
 //   - 400 (413 when too large) means the request is not a TokenReview.
+//
+// Every error answer is a metav1.Status whose message says why.
 //
 // The handler only translates: the Authenticator decides. Handlers are
 // safe for concurrent use.
@@ -66,7 +70,8 @@ type Answer struct {
 }
 
 // Authenticator answers a Review. An error means no answer: it is sent as
-// 503, or as 429 when it is (or wraps) an *Overloaded.
+// Unavailable (503), or as TooMany (429) when it is (or wraps) an
+// *Overloaded.
 type Authenticator func(ctx context.Context, r Review) (Answer, error)
 
 // Overloaded is the error of an Authenticator that sheds load.
@@ -150,13 +155,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 	}
 	ans, err := h.cfg.Authenticate(r.Context(), Review{Token: tok, Audiences: req.Spec.Audiences, RemoteAddr: r.RemoteAddr})
 	if err != nil {
-		var over *Overloaded
-		if errors.As(err, &over) {
-			secs := int((over.RetryAfter + time.Second - 1) / time.Second)
-			w.Header().Set("Retry-After", strconv.Itoa(max1(secs)))
-			return fail(w, http.StatusTooManyRequests, err.Error())
-		}
-		return fail(w, http.StatusServiceUnavailable, err.Error())
+		return WriteFailure(w, noAnswer(err))
 	}
 	out, err := encode(version, ans)
 	if err != nil {
@@ -174,11 +173,14 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusOK
 }
 
-func max1(n int) int {
-	if n < 1 {
-		return 1
+// noAnswer is the answer to an Authenticator's or Authorizer's error:
+// overloaded, or unable to answer now.
+func noAnswer(err error) Failure {
+	var over *Overloaded
+	if errors.As(err, &over) {
+		return TooMany(err.Error(), over.RetryAfter)
 	}
-	return n
+	return Unavailable(err.Error())
 }
 
 // encode renders the answer as a TokenReview of version, with the
@@ -218,9 +220,8 @@ func encode(version string, a Answer) ([]byte, error) {
 	})
 }
 
-// fail answers a request that got no TokenReview answer. The body is plain
-// text: kube-apiserver logs it.
+// fail answers a request that is not a question this handler answers
+// (status.go).
 func fail(w http.ResponseWriter, code int, msg string) int {
-	http.Error(w, msg, code)
-	return code
+	return WriteFailure(w, Failure{Code: code, Message: msg})
 }
