@@ -43,11 +43,12 @@ type timeCluster struct {
 	used *tokenstorev1.CreateTokenResponse
 }
 
-// startTimeCluster starts size members, member i with its clock shifted by
-// skews[i] (--test-clock-offset), with lastUsedAt recorded for every use.
-func startTimeCluster(ctx context.Context, t *testing.T, size int, skews map[int]time.Duration) *timeCluster {
+// startTimeCluster starts size members of the binaries in dir, member i
+// with its clock shifted by skews[i] (--test-clock-offset), with lastUsedAt
+// recorded for every use.
+func startTimeCluster(ctx context.Context, t *testing.T, dir string, size int, skews map[int]time.Duration) *timeCluster {
 	t.Helper()
-	c, err := harness.New(bin, t.TempDir(), harness.Options{Size: size, Extra: []string{"--last-used-interval=200ms", "--last-used-granularity=0"}})
+	c, err := harness.New(dir, t.TempDir(), harness.Options{Size: size, Extra: []string{"--last-used-interval=200ms", "--last-used-granularity=0"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +339,7 @@ func TestClusterTimeIsTheMajoritys(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			tc := startTimeCluster(ctx, t, 3, map[int]time.Duration{2: skew})
+			tc := startTimeCluster(ctx, t, bin, 3, map[int]time.Duration{2: skew})
 			skewed := tc.c.Members[2]
 
 			tc.moveLeadershipAway(ctx, t, skewed)
@@ -367,7 +368,7 @@ func TestClusterTimeIsTheMajoritys(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		tc := startTimeCluster(ctx, t, 5, map[int]time.Duration{2: -2 * time.Minute, 4: 2 * time.Minute})
+		tc := startTimeCluster(ctx, t, bin, 5, map[int]time.Duration{2: -2 * time.Minute, 4: 2 * time.Minute})
 		for _, i := range []int{2, 4} {
 			m := tc.c.Members[i]
 			tc.moveLeadership(ctx, t, m)

@@ -88,6 +88,7 @@ type clockJSON struct {
 	Clocks            uint32          `json:"clocks"`
 	Voters            uint32          `json:"voters"`
 	Synced            bool            `json:"synced"`
+	OlderLeader       bool            `json:"olderLeader"`
 	Peers             []peerClockJSON `json:"peers"`
 }
 
@@ -183,7 +184,7 @@ func clockView(c *tokenstorev1.MemberClock) *clockJSON {
 	}
 	v := &clockJSON{
 		TimeSource: c.GetTimeSource(), Applied: c.GetApplied(), Refused: c.GetRefused(), Outlier: c.GetOutlier(),
-		Clocks: c.GetClocks(), Voters: c.GetVoters(), Synced: c.GetSynced(), Peers: []peerClockJSON{},
+		Clocks: c.GetClocks(), Voters: c.GetVoters(), Synced: c.GetSynced(), OlderLeader: c.GetOlderLeader(), Peers: []peerClockJSON{},
 	}
 	if c.GetOffset() != nil {
 		off, rtt := c.GetOffset().AsDuration().Seconds(), c.GetRtt().AsDuration().Seconds()
@@ -210,8 +211,9 @@ func clockView(c *tokenstorev1.MemberClock) *clockJSON {
 // is not corrected, "(local time)" with --time-source local, "(OUTLIER)"
 // when the member's clock is further than --clock-outlier-threshold from
 // the cluster's (corrected, but its host's clock needs fixing), "(own
-// clock)" when it knows no other member's clock, "(slewing)" while its
-// correction has not yet come down to the offset.
+// clock)" when it knows no other member's clock, "(leader's clock)" while
+// it follows a leader of the older release that took the leader's clock,
+// "(slewing)" while its correction has not yet come down to the offset.
 func clockCell(c *tokenstorev1.MemberClock) string {
 	if c == nil {
 		return "-"
@@ -228,7 +230,10 @@ func clockCell(c *tokenstorev1.MemberClock) string {
 	case c.GetOutlier():
 		s += " (OUTLIER)"
 	}
-	if c.GetVoters() > 1 && c.GetClocks() == 1 {
+	switch {
+	case c.GetOlderLeader():
+		s += " (leader's clock)"
+	case c.GetVoters() > 1 && c.GetClocks() == 1:
 		s += " (own clock)"
 	}
 	if c.GetApplied() && c.GetCorrection() != nil && c.GetOffset() != nil {

@@ -91,6 +91,7 @@ func TestClockCellSaysOutlierOwnClockAndSlewing(t *testing.T) {
 	}{
 		{&tokenstorev1.MemberClock{Offset: d(2 * time.Minute), Correction: d(2 * time.Minute), TimeSource: "cluster", Applied: true, Outlier: true, Clocks: 3, Voters: 3}, "+2m0s (OUTLIER)"},
 		{&tokenstorev1.MemberClock{TimeSource: "cluster", Applied: true, Clocks: 1, Voters: 3}, "unknown (own clock)"},
+		{&tokenstorev1.MemberClock{Offset: d(time.Minute), Correction: d(time.Minute), TimeSource: "cluster", Applied: true, Clocks: 1, Voters: 3, OlderLeader: true}, "+1m0s (leader's clock)"},
 		{&tokenstorev1.MemberClock{Offset: d(0), Correction: d(30 * time.Second), TimeSource: "cluster", Applied: true, Clocks: 3, Voters: 3}, "+0s (slewing)"},
 		{&tokenstorev1.MemberClock{Offset: d(time.Millisecond), Correction: d(time.Millisecond / 2), TimeSource: "cluster", Applied: true, Clocks: 3, Voters: 3}, "+1ms"},
 	} {

@@ -66,16 +66,17 @@ func (s *Server) newClock(self uint64) (*clock.Clock, error) {
 
 // askClock asks member id for its clock. A member of the release that
 // followed the leader's clock knows only clock/v1, which it answers while
-// it leads: its answer is then its own clock (it corrected by nothing), so
-// it still counts in the median.
-func (s *Server) askClock(ctx context.Context, id uint64, q []byte) ([]byte, error) {
+// it leads, with its own clock (a leader there corrects by nothing): the
+// clock then follows that leader, as the older members do (server/clock,
+// Rolling upgrades).
+func (s *Server) askClock(ctx context.Context, id uint64, q []byte) (_ []byte, olderLeader bool, _ error) {
 	a, err := s.node.Forward(ctx, id, forwardClock, q)
 	if err != nil && id == s.node.Leader() {
 		if a1, err1 := s.node.Forward(ctx, id, forwardClockV1, q); err1 == nil {
-			return a1, nil
+			return a1, true, nil
 		}
 	}
-	return a, err
+	return a, false, err
 }
 
 // runClock answers other members' clock questions and measures this
@@ -100,7 +101,7 @@ func (s *Server) clockStatus() *raftstorev1.ClockStatus {
 	out := &raftstorev1.ClockStatus{
 		TimeSource: string(st.Source), Applied: st.Applied, Refused: st.Refused,
 		Correction: durationpb.New(st.Correction), Outlier: st.Outlier,
-		Clocks: uint32(st.Clocks), Voters: uint32(st.Voters), Synced: st.Synced,
+		Clocks: uint32(st.Clocks), Voters: uint32(st.Voters), Synced: st.Synced, OlderLeader: st.OlderLeader,
 	}
 	if st.Measured {
 		out.Offset, out.Rtt = durationpb.New(st.Offset), durationpb.New(st.RTT)
@@ -122,6 +123,7 @@ func memberClock(c *raftstorev1.ClockStatus, names map[uint64]string) *tokenstor
 	out := &tokenstorev1.MemberClock{
 		Offset: c.GetOffset(), Rtt: c.GetRtt(), TimeSource: c.GetTimeSource(), Applied: c.GetApplied(), Refused: c.GetRefused(),
 		Correction: c.GetCorrection(), Outlier: c.GetOutlier(), Clocks: c.GetClocks(), Voters: c.GetVoters(), Synced: c.GetSynced(),
+		OlderLeader: c.GetOlderLeader(),
 	}
 	for _, p := range c.GetPeers() {
 		out.Peers = append(out.Peers, &tokenstorev1.PeerClock{

@@ -340,6 +340,9 @@ func (s *Server) readyErr() error {
 	if s.draining.Load() {
 		return errors.New("shutting down")
 	}
+	if err := s.clock.Ready(); err != nil {
+		return err
+	}
 	return s.node.BoundedReadCheck()
 }
 

@@ -43,6 +43,36 @@ func Build(root, dir string) error {
 	return nil
 }
 
+// BuildRelease compiles tokenstore and tokenctl as they were at commit of
+// the git repository at root into dir: the tree is exported with git
+// archive into a directory of its own, so the work tree is not touched.
+func BuildRelease(root, commit, dir string) error {
+	src, err := os.MkdirTemp("", "tokenstore-release-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(src)
+	archive := exec.Command("git", "-C", root, "archive", "--format=tar", commit)
+	extract := exec.Command("tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	extract.Stdin = pipe
+	var archiveErr strings.Builder
+	archive.Stderr = &archiveErr
+	if err := extract.Start(); err != nil {
+		return fmt.Errorf("tar: %w", err)
+	}
+	if err := archive.Run(); err != nil {
+		return fmt.Errorf("git archive %s: %v: %s", commit, err, archiveErr.String())
+	}
+	if err := extract.Wait(); err != nil {
+		return fmt.Errorf("extract %s: %w", commit, err)
+	}
+	return Build(src, dir)
+}
+
 // ModuleRoot finds the directory holding go.mod above the working directory.
 func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
@@ -74,7 +104,10 @@ type Member struct {
 	HTTPAddr      string
 	LogPath       string
 	// Flags are extra flags for this member only (after Cluster.Extra).
-	Flags  []string
+	Flags []string
+	// Bin, when set, is the directory of this member's tokenstore binary
+	// instead of Cluster.Bin (a member of another release).
+	Bin    string
 	cmd    *exec.Cmd
 	exited chan struct{}
 	pid    atomic.Int64
@@ -329,7 +362,11 @@ func (c *Cluster) Start(m *Member) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(filepath.Join(c.Bin, "tokenstore"), args...)
+	bin := c.Bin
+	if m.Bin != "" {
+		bin = m.Bin
+	}
+	cmd := exec.Command(filepath.Join(bin, "tokenstore"), args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {

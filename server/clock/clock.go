@@ -83,9 +83,12 @@ type Config struct {
 	Self   uint64
 	Voters func() []uint64
 	// Exchange sends a question (made by the clock) to member peer and
-	// returns that member's Answer. Called from Run only, concurrently for
-	// different peers.
-	Exchange func(ctx context.Context, peer uint64, question []byte) ([]byte, error)
+	// returns that member's Answer. leader is true when the answer came
+	// instead from a leader of the release that followed the leader's
+	// clock (AnswerClusterTime's counterpart there, which is its own clock):
+	// while one leads, this member follows it too (see the package doc).
+	// Called from Run only, concurrently for different peers.
+	Exchange func(ctx context.Context, peer uint64, question []byte) (answer []byte, leader bool, err error)
 	Logger   *slog.Logger
 }
 
@@ -134,6 +137,11 @@ type Status struct {
 	// Outlier is true while Offset is beyond OutlierThreshold: this
 	// member's own clock is off the cluster's.
 	Outlier bool
+	// OlderLeader is true while the leader runs the release that followed
+	// the leader's clock: Offset is then the offset to the leader's clock,
+	// as on the older members, so that all decide alike during a rolling
+	// upgrade.
+	OlderLeader bool
 	// Peers are the other voters' clocks, by id.
 	Peers []PeerClock
 }
@@ -147,6 +155,8 @@ type Clock struct {
 
 	// applied is the correction Now adds, as a function of the local clock.
 	applied atomic.Pointer[slew]
+	// asked is set once a round has asked every voter (Ready).
+	asked atomic.Bool
 
 	mu     sync.Mutex
 	status Status // Correction is filled in by Status
@@ -159,6 +169,8 @@ type Clock struct {
 type peer struct {
 	est  *Estimator
 	last time.Time // local clock at the latest sample
+	// older: the latest answer came from a leader of the older release.
+	older bool
 }
 
 // New checks cfg and returns a clock that reads the local clock until Run
@@ -249,8 +261,9 @@ func (c *Clock) Run(ctx context.Context) {
 
 // answer is one peer's sample in a round.
 type answer struct {
-	id uint64
-	s  Sample
+	id     uint64
+	s      Sample
+	leader bool // from an older release's leader
 }
 
 // measure takes one sample of every other voter's clock, at the same
@@ -266,8 +279,8 @@ func (c *Clock) measure(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if s, ok := c.ask(ctx, id); ok {
-				got <- answer{id, s}
+			if s, leader, ok := c.ask(ctx, id); ok {
+				got <- answer{id, s, leader}
 			}
 		}()
 	}
@@ -276,14 +289,18 @@ func (c *Clock) measure(ctx context.Context) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var olderLeader uint64
 	for s := range got {
+		if s.leader {
+			olderLeader = s.id
+		}
 		p := c.peers[s.id]
 		if p == nil {
 			p = &peer{est: NewEstimator(c.cfg.Window)}
 			c.peers[s.id] = p
 		}
 		if p.est.Add(s.s) {
-			p.last = s.s.Received
+			p.last, p.older = s.s.Received, s.leader
 		}
 	}
 	for id := range c.peers {
@@ -291,36 +308,75 @@ func (c *Clock) measure(ctx context.Context) {
 			delete(c.peers, id) // removed from the cluster
 		}
 	}
-	c.update(voters)
+	c.update(voters, olderLeader)
+	c.asked.Store(true)
+}
+
+// onlyOlder is the peer to keep following when every counted peer's
+// latest answer came from an older release's leader (the most recent of
+// them), 0 otherwise. A member of this release that takes over leadership
+// from such a leader cannot measure the older followers (they answer only
+// a leader's question), and the median of its own clock and the old
+// leader's would move cluster time halfway toward whichever is wrong: it
+// keeps the old leader's clock until members of this release answer.
+// c.mu is held.
+func (c *Clock) onlyOlder(voters []uint64, now time.Time) uint64 {
+	var id uint64
+	var last time.Time
+	for _, v := range voters {
+		p := c.peers[v]
+		if v == c.cfg.Self || p == nil || now.Sub(p.last) > c.cfg.MaxSampleAge {
+			continue
+		}
+		if !p.older {
+			return 0
+		}
+		if p.last.After(last) {
+			id, last = v, p.last
+		}
+	}
+	return id
+}
+
+// Ready says whether the member's time is fit to decide with: once one
+// round has asked every voter for its clock, whatever was reachable is in
+// the estimate. Until then a member that just started would decide with
+// its own clock, minutes off if its host's is; readiness waits for this,
+// which takes one exchange with each reachable peer.
+func (c *Clock) Ready() error {
+	if !c.asked.Load() {
+		return errors.New("clock: the other voters have not been asked for their clocks yet")
+	}
+	return nil
 }
 
 // ask takes one sample of peer's clock.
-func (c *Clock) ask(ctx context.Context, id uint64) (Sample, bool) {
+func (c *Clock) ask(ctx context.Context, id uint64) (_ Sample, leader, ok bool) {
 	qctx, cancel := context.WithTimeout(ctx, c.cfg.Interval)
 	defer cancel()
 	t0 := c.local()
 	q, err := proto.Marshal(timestamppb.New(t0))
 	if err != nil {
 		c.log.Error("encode clock question", "err", err)
-		return Sample{}, false
+		return Sample{}, false, false
 	}
-	a, err := c.cfg.Exchange(qctx, id, q)
+	a, leader, err := c.cfg.Exchange(qctx, id, q)
 	t3 := c.local()
 	if err != nil {
 		c.log.Debug("could not ask a member for its clock", "member", fmt.Sprintf("%016x", id), "err", err)
-		return Sample{}, false
+		return Sample{}, false, false
 	}
 	pt, err := decodeTime(a)
 	if err != nil {
 		c.log.Warn("member's clock answer unreadable", "member", fmt.Sprintf("%016x", id), "err", err)
-		return Sample{}, false
+		return Sample{}, false, false
 	}
-	return Sample{Sent: t0, Received: t3, Peer: pt}, true
+	return Sample{Sent: t0, Received: t3, Peer: pt}, leader, true
 }
 
-// update computes the median from the peers' estimates and applies it.
-// c.mu is held.
-func (c *Clock) update(voters []uint64) {
+// update computes the median from the peers' estimates (or, while
+// olderLeader is not 0, takes that leader's) and applies it. c.mu is held.
+func (c *Clock) update(voters []uint64, olderLeader uint64) {
 	now := c.local()
 	st := &c.status
 	offsets := make([]time.Duration, 0, len(voters))
@@ -352,8 +408,22 @@ func (c *Clock) update(voters []uint64) {
 	st.Voters, st.Clocks = len(voters), max(len(offsets), 1)
 	st.Measured = measured > 0
 	every := measured == len(voters)-boolInt(slices.Contains(voters, c.cfg.Self))
-	st.Synced = st.Synced || (st.Measured && (every || now.Sub(c.started) >= c.cfg.SyncGrace))
+	st.Synced = st.Synced || every || (st.Measured && now.Sub(c.started) >= c.cfg.SyncGrace)
 	target := median(offsets)
+	if olderLeader == 0 {
+		olderLeader = c.onlyOlder(voters, now)
+	}
+	wasOlder := st.OlderLeader
+	st.OlderLeader = false
+	if p := c.peers[olderLeader]; p != nil {
+		if off, rtt, ok := p.est.Estimate(); ok {
+			target, st.RTT, st.OlderLeader = off, rtt, true
+		}
+	}
+	if st.OlderLeader != wasOlder {
+		c.log.Info("cluster time follows the leader's clock while the leader runs an older release", "following_leader", st.OlderLeader,
+			"leader", fmt.Sprintf("%016x", olderLeader))
+	}
 	st.Offset = target
 
 	refuse := st.Source == SourceCluster && abs(target) > c.cfg.MaxCorrection

@@ -18,13 +18,15 @@ import (
 // member's clock is the true time plus its skew, answers arrive at once
 // (round trip 0) and tests move time with advance.
 type sim struct {
-	mu      sync.Mutex
-	now     time.Time // true time
-	skew    map[uint64]time.Duration
-	down    map[uint64]bool
-	voters  []uint64
-	self    uint64
-	answers int
+	mu     sync.Mutex
+	now    time.Time // true time
+	skew   map[uint64]time.Duration
+	down   map[uint64]bool
+	voters []uint64
+	self   uint64
+	// olderLeader is the member that answers as a leader of the release
+	// that followed the leader's clock, 0 for none.
+	olderLeader uint64
 }
 
 func newSim(skews ...time.Duration) *sim {
@@ -64,18 +66,18 @@ func (s *sim) config(src Source) Config {
 			defer s.mu.Unlock()
 			return append([]uint64(nil), s.voters...)
 		},
-		Exchange: func(_ context.Context, id uint64, q []byte) ([]byte, error) {
+		Exchange: func(_ context.Context, id uint64, q []byte) ([]byte, bool, error) {
 			if _, err := decodeTime(q); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			s.mu.Lock()
-			down := s.down[id]
-			s.answers++
+			down, older := s.down[id], s.olderLeader == id
 			s.mu.Unlock()
 			if down {
-				return nil, errors.New("unreachable")
+				return nil, false, errors.New("unreachable")
 			}
-			return proto.Marshal(timestamppb.New(s.local(id)))
+			a, err := proto.Marshal(timestamppb.New(s.local(id)))
+			return a, older, err
 		},
 	}
 }
@@ -114,7 +116,13 @@ func TestBeforeMeasurementNowIsLocal(t *testing.T) {
 	if got, want := c.Now(), s.local(1); !got.Equal(want) {
 		t.Fatalf("Now %v, want the local clock %v", got, want)
 	}
+	if c.Ready() == nil {
+		t.Fatal("ready before any round")
+	}
 	measure(c, 1)
+	if err := c.Ready(); err != nil {
+		t.Fatalf("not ready after a round that asked every voter: %v", err)
+	}
 	if st := c.Status(); st.Measured || st.Correction != 0 || st.Clocks != 1 || st.Voters != 3 {
 		t.Fatalf("status %+v after a round no peer answered, want unmeasured, own clock only", st)
 	}
@@ -412,14 +420,15 @@ func TestRunMeasuresAndStops(t *testing.T) {
 	c, err := New(Config{
 		Source: SourceCluster, MaxCorrection: 10 * time.Minute, Interval: 20 * time.Millisecond, Self: 2,
 		Voters: func() []uint64 { return []uint64{1, 2, 3} },
-		Exchange: func(_ context.Context, _ uint64, _ []byte) ([]byte, error) {
+		Exchange: func(_ context.Context, _ uint64, _ []byte) ([]byte, bool, error) {
 			if c.Status().Measured {
 				select {
 				case measured <- struct{}{}:
 				default:
 				}
 			}
-			return proto.Marshal(timestamppb.New(time.Now().Add(-2 * time.Minute)))
+			a, err := proto.Marshal(timestamppb.New(time.Now().Add(-2 * time.Minute)))
+			return a, false, err
 		},
 	})
 	if err != nil {
@@ -438,5 +447,42 @@ func TestRunMeasuresAndStops(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// While an older release's member leads, a member of this release takes
+// the leader's clock, as the older members do; once it no longer answers
+// that way, the median applies again.
+func TestOlderLeaderIsFollowed(t *testing.T) {
+	s := newSim(0, 0, -2*time.Minute) // the older leader, member 3, is slow
+	s.olderLeader = 3
+	s.down[2] = true // an older follower answers no question of this release
+	c := s.clock(t, SourceCluster, nil)
+	measure(c, 1)
+	if st := c.Status(); !st.OlderLeader || st.Offset != -2*time.Minute {
+		t.Fatalf("status %+v, want the older leader's clock (-2m) followed", st)
+	}
+	// This member takes over leadership: the older leader no longer
+	// answers, the older follower never did. It keeps the old leader's
+	// clock rather than the midpoint of its own and that one.
+	s.set(func(s *sim) { s.olderLeader, s.down[3] = 0, true })
+	measure(c, 1)
+	if st := c.Status(); !st.OlderLeader || st.Offset != -2*time.Minute {
+		t.Fatalf("status %+v, want the older leader's clock (-2m) kept while no member of this release answers", st)
+	}
+	// Members of this release answer: the median applies.
+	s.set(func(s *sim) { s.down[2], s.down[3] = false, false })
+	measure(c, 1)
+	if st := c.Status(); st.OlderLeader || st.Offset != 0 {
+		t.Fatalf("status %+v, want the median (0) once members of this release answer", st)
+	}
+}
+
+func TestSingleVoterIsSynchronisedAtOnce(t *testing.T) {
+	s := newSim(time.Minute)
+	c := s.clock(t, SourceCluster, nil)
+	measure(c, 1)
+	if st := c.Status(); !st.Synced || st.Clocks != 1 || st.Offset != 0 {
+		t.Fatalf("status %+v, want synchronised on its own clock", st)
 	}
 }

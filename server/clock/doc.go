@@ -52,9 +52,23 @@
 //
 // With Source "local" the target is measured and reported, never applied.
 //
+// # Rolling upgrades
+//
+// Members of the release before this one took the leader's clock as
+// cluster time and asked only the leader. While the leader runs that
+// release (it answers only its old question, see Config.Exchange), a
+// member of this release takes the leader's clock too (Status.OlderLeader),
+// so every member decides alike during the upgrade; once the leader runs
+// this release, the median applies, and the older followers, which ask
+// only the leader, follow its cluster time (AnswerClusterTime).
+//
 // # Concurrency
 //
-// Now, Local, Status and Answer are safe to call from any goroutine and do
+// Ready reports an error until one round has asked every voter: a member
+// should not serve before (a restarted member would decide its first
+// requests with its own clock).
+//
+// Now, Local, Status, Ready and Answer are safe to call from any goroutine and do
 // not block; Now is one atomic load on top of the local clock (it is on
 // every authentication). Run is called once, measures until its context
 // ends and returns after every question it sent has returned.

@@ -853,7 +853,12 @@ type ClockStatus struct {
 	// backwards.
 	Synced bool `protobuf:"varint,10,opt,name=synced,proto3" json:"synced,omitempty"`
 	// peers are the member's measurements of the other voters' clocks.
-	Peers         []*PeerClock `protobuf:"bytes,11,rep,name=peers,proto3" json:"peers,omitempty"`
+	Peers []*PeerClock `protobuf:"bytes,11,rep,name=peers,proto3" json:"peers,omitempty"`
+	// older_leader is true while the leader runs the release that took the
+	// leader's clock as cluster time: offset is then to the leader's clock,
+	// as on that release's members, so that all decide alike during a
+	// rolling upgrade.
+	OlderLeader   bool `protobuf:"varint,12,opt,name=older_leader,json=olderLeader,proto3" json:"older_leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -965,6 +970,13 @@ func (x *ClockStatus) GetPeers() []*PeerClock {
 	return nil
 }
 
+func (x *ClockStatus) GetOlderLeader() bool {
+	if x != nil {
+		return x.OlderLeader
+	}
+	return false
+}
+
 // PeerClock is one member's measurement of another voter's clock.
 type PeerClock struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -975,7 +987,7 @@ type PeerClock struct {
 	// age is how long ago the latest answer arrived.
 	Age *durationpb.Duration `protobuf:"bytes,4,opt,name=age,proto3" json:"age,omitempty"`
 	// counted is false once the measurement is too old to be part of the
-	// median (the member has not answered for --clock-sample-max-age).
+	// median (the member has not answered for 15 minutes).
 	Counted       bool `protobuf:"varint,5,opt,name=counted,proto3" json:"counted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1107,7 +1119,7 @@ const file_raftstore_v1_peer_proto_rawDesc = "" +
 	" \x01(\x06R\bleaderId\x12#\n" +
 	"\rserving_reads\x18\v \x01(\bR\fservingReads\x12/\n" +
 	"\x05clock\x18\f \x01(\v2\x19.raftstore.v1.ClockStatusR\x05clock\x12\x1a\n" +
-	"\bfeatures\x18\r \x03(\tR\bfeatures\"\x8e\x03\n" +
+	"\bfeatures\x18\r \x03(\tR\bfeatures\"\xb1\x03\n" +
 	"\vClockStatus\x121\n" +
 	"\x06offset\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06offset\x12+\n" +
 	"\x03rtt\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03rtt\x12\x1f\n" +
@@ -1123,7 +1135,8 @@ const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\x06voters\x18\t \x01(\rR\x06voters\x12\x16\n" +
 	"\x06synced\x18\n" +
 	" \x01(\bR\x06synced\x12-\n" +
-	"\x05peers\x18\v \x03(\v2\x17.raftstore.v1.PeerClockR\x05peers\"\xc2\x01\n" +
+	"\x05peers\x18\v \x03(\v2\x17.raftstore.v1.PeerClockR\x05peers\x12!\n" +
+	"\folder_leader\x18\f \x01(\bR\volderLeader\"\xc2\x01\n" +
 	"\tPeerClock\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x121\n" +
 	"\x06offset\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06offset\x12+\n" +

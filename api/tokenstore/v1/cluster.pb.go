@@ -389,7 +389,12 @@ type MemberClock struct {
 	// long enough for them).
 	Synced bool `protobuf:"varint,10,opt,name=synced,proto3" json:"synced,omitempty"`
 	// peers are the member's measurements of the other voters' clocks.
-	Peers         []*PeerClock `protobuf:"bytes,11,rep,name=peers,proto3" json:"peers,omitempty"`
+	Peers []*PeerClock `protobuf:"bytes,11,rep,name=peers,proto3" json:"peers,omitempty"`
+	// older_leader is true while the leader runs the release that took the
+	// leader's clock as cluster time: offset is then to the leader's clock,
+	// as on that release's members, so that all decide alike during a
+	// rolling upgrade.
+	OlderLeader   bool `protobuf:"varint,12,opt,name=older_leader,json=olderLeader,proto3" json:"older_leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -499,6 +504,13 @@ func (x *MemberClock) GetPeers() []*PeerClock {
 		return x.Peers
 	}
 	return nil
+}
+
+func (x *MemberClock) GetOlderLeader() bool {
+	if x != nil {
+		return x.OlderLeader
+	}
+	return false
 }
 
 // PeerClock is one member's measurement of another voter's clock.
@@ -1452,7 +1464,7 @@ const file_tokenstore_v1_cluster_proto_rawDesc = "" +
 	"\treachable\x18\n" +
 	" \x01(\bR\treachable\x12\x14\n" +
 	"\x05error\x18\v \x01(\tR\x05error\x120\n" +
-	"\x05clock\x18\f \x01(\v2\x1a.tokenstore.v1.MemberClockR\x05clock\"\x8f\x03\n" +
+	"\x05clock\x18\f \x01(\v2\x1a.tokenstore.v1.MemberClockR\x05clock\"\xb2\x03\n" +
 	"\vMemberClock\x121\n" +
 	"\x06offset\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06offset\x12+\n" +
 	"\x03rtt\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03rtt\x12\x1f\n" +
@@ -1468,7 +1480,8 @@ const file_tokenstore_v1_cluster_proto_rawDesc = "" +
 	"\x06voters\x18\t \x01(\rR\x06voters\x12\x16\n" +
 	"\x06synced\x18\n" +
 	" \x01(\bR\x06synced\x12.\n" +
-	"\x05peers\x18\v \x03(\v2\x18.tokenstore.v1.PeerClockR\x05peers\"\xd6\x01\n" +
+	"\x05peers\x18\v \x03(\v2\x18.tokenstore.v1.PeerClockR\x05peers\x12!\n" +
+	"\folder_leader\x18\f \x01(\bR\volderLeader\"\xd6\x01\n" +
 	"\tPeerClock\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x121\n" +
