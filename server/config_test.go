@@ -99,6 +99,7 @@ func TestValidateRefusesBadSettings(t *testing.T) {
 		{"cluster state", func(c *Config) { c.InitialClusterState = "maybe" }, "--initial-cluster-state"},
 		{"time source", func(c *Config) { c.TimeSource = "ntp" }, "--time-source"},
 		{"max clock correction", func(c *Config) { c.MaxClockCorrection = 0 }, "--max-clock-correction"},
+		{"clock outlier threshold", func(c *Config) { c.ClockOutlierThreshold = -time.Second }, "--clock-outlier-threshold"},
 		{"negative token retention", func(c *Config) { c.TokenRetention = -time.Hour }, "--token-retention"},
 	} {
 		c := DefaultConfig()

@@ -37,8 +37,8 @@ type oidcParts struct {
 }
 
 // jwtClock is the clock JWT time checks use: the member's clock (cluster
-// time by default: corrected by its offset to the leader, clustertime.go),
-// so every member decides about a JWT with the same time.
+// time by default: corrected toward the median of the voters' clocks,
+// clustertime.go), so every member decides about a JWT with the same time.
 func (s *Server) jwtClock() func() time.Time { return s.clock.Now }
 
 // startOIDC makes the validator and fetcher, registers the forward
