@@ -2,6 +2,7 @@ package raftstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -597,4 +598,47 @@ func mustListen(t *testing.T) net.Listener {
 	}
 	t.Cleanup(func() { l.Close() })
 	return l
+}
+
+// TestTransferToAnUnreachableMemberFailsWhenRaftAbandonsIt: raft gives up
+// a transfer whose transferee does not take over within an election
+// timeout; TransferLeadership says so then, not at the caller's deadline.
+func TestTransferToAnUnreachableMemberFailsWhenRaftAbandonsIt(t *testing.T) {
+	c := newCluster(t, 3, 1000)
+	l := c.leader()
+	f := c.follower()
+	c.net.isolate(f.id, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := l.node.TransferLeadership(ctx, f.id)
+	took := time.Since(start)
+	if !errors.Is(err, raftstore.ErrTransferAbandoned) {
+		t.Fatalf("transfer to an isolated member after %v: %v, want ErrTransferAbandoned", took, err)
+	}
+	// raft gives up after an election timeout: 10 ticks of 20 ms here.
+	if limit := 5 * time.Second; took > limit || took < 180*time.Millisecond {
+		t.Fatalf("abandoned transfer reported after %v, want after raft's election timeout (200ms) and well within %v", took, limit)
+	}
+	if tr := l.node.LeadTransfereeForTest(); tr != 0 {
+		t.Fatalf("raft still transfers to %016x", tr)
+	}
+	if c.leader() != l {
+		t.Fatalf("leader changed after an abandoned transfer")
+	}
+	t.Logf("abandoned transfer reported after %v: %v", took.Round(time.Millisecond), err)
+}
+
+// TestUnconfirmedSinceStartSaysSo: a member restarted while cut off has
+// never confirmed a read; its refusal says that, not a made-up age.
+func TestUnconfirmedSinceStartSaysSo(t *testing.T) {
+	c := newCluster(t, 3, 1000)
+	f := c.follower()
+	c.stop(f)
+	c.net.isolate(f.id, true)
+	c.start(f)
+	err := f.node.BoundedReadCheck()
+	if !errors.Is(err, raftstore.ErrNotConfirmed) || !strings.Contains(err.Error(), "not yet confirmed since this member started") {
+		t.Fatalf("bounded read check of a member that never confirmed: %v", err)
+	}
 }

@@ -113,7 +113,7 @@ func Open(c Config) (*Node, error) {
 	}
 	n.forwards[forwardProposalsDropped] = n.handleProposalsDropped
 	n.raftState.Store(raft.StateFollower)
-	n.confirmed.Store(-int64(time.Hour))
+	n.confirmed.Store(neverConfirmed)
 	n.proposals.init(cfg.ID)
 	n.reads.init()
 
@@ -578,11 +578,21 @@ func (n *Node) ReportSnapshot(id uint64, ok bool) {
 	n.raft.ReportSnapshot(id, st)
 }
 
+// ErrTransferAbandoned: raft gave up a leadership transfer (the
+// transferee did not catch up and campaign within an election timeout)
+// and this member still leads.
+var ErrTransferAbandoned = errors.New("raft abandoned the leadership transfer")
+
 // TransferLeadership asks raft to hand leadership to transferee and waits
-// until a leader other than this member is known or ctx ends.
+// until transferee leads, raft abandons the transfer (ErrTransferAbandoned:
+// this member still leads, with no transfer in progress), or ctx ends.
 func (n *Node) TransferLeadership(ctx context.Context, transferee uint64) error {
 	n.noteTransfer()
 	n.raft.TransferLeadership(ctx, n.leader.Load(), transferee)
+	// raft has stepped the request when TransferLeadership returns; it
+	// says nothing when it gives up, so its status is looked at every tick.
+	tick := time.NewTicker(n.cfg.TickInterval)
+	defer tick.Stop()
 	for {
 		ch := n.leaderChanged()
 		if l := n.leader.Load(); l == transferee {
@@ -590,6 +600,10 @@ func (n *Node) TransferLeadership(ctx context.Context, transferee uint64) error 
 		}
 		select {
 		case <-ch:
+		case <-tick.C:
+			if st := n.raft.Status(); st.RaftState == raft.StateLeader && st.LeadTransferee == raft.None {
+				return fmt.Errorf("transfer leadership to %016x: %w (it did not catch up within an election timeout); this member still leads", transferee, ErrTransferAbandoned)
+			}
 		case <-ctx.Done():
 			return fmt.Errorf("transfer leadership to %016x: %w", transferee, ctx.Err())
 		}

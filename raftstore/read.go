@@ -70,13 +70,21 @@ func (n *Node) LinearizableRead(ctx context.Context) error {
 	}
 }
 
+// neverConfirmed is confirmed's value until the first ReadIndex round
+// completes: an hour before the node started, so it is always stale.
+const neverConfirmed = -int64(time.Hour)
+
 // BoundedReadCheck reports whether local state may serve a bounded read:
 // nil when a ReadIndex round that started at most MaxStaleness ago has
 // completed, so everything committed before then is applied here.
 func (n *Node) BoundedReadCheck() error {
-	age := time.Since(n.base) - time.Duration(n.confirmed.Load())
+	confirmed := n.confirmed.Load()
+	age := time.Since(n.base) - time.Duration(confirmed)
 	if age <= n.cfg.MaxStaleness {
 		return nil
+	}
+	if confirmed == neverConfirmed {
+		return fmt.Errorf("%w: not yet confirmed since this member started %v ago (max staleness %v)", ErrNotConfirmed, time.Since(n.base).Round(time.Millisecond), n.cfg.MaxStaleness)
 	}
 	return fmt.Errorf("%w: last confirmed %v ago (max staleness %v)", ErrNotConfirmed, age.Round(time.Millisecond), n.cfg.MaxStaleness)
 }

@@ -55,6 +55,9 @@ func rpcError(what string, err error) error {
 	case errors.Is(err, raftstore.ErrOutcomeUnknown):
 		// The write may or may not have been applied.
 		code = codes.DeadlineExceeded
+	case errors.Is(err, raftstore.ErrTransferAbandoned):
+		// Nothing changed: the caller may try again or pick another member.
+		code = codes.Aborted
 	case errors.Is(err, raftstore.ErrNotConfirmed), errors.Is(err, raftstore.ErrStopped):
 		code = codes.Unavailable
 	case errors.Is(err, context.DeadlineExceeded):
