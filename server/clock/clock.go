@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
 )
 
 // Source says which time a member decides with.
@@ -312,6 +315,29 @@ func (c *Clock) measure(ctx context.Context) {
 	c.asked.Store(true)
 }
 
+// clusterNow is the median of the corrections that would put this
+// member's clock on each synchronised peer's cluster time as it answered
+// (its offset plus its correction then), or the target when no peer is
+// synchronised. c.mu is held.
+func (c *Clock) clusterNow(voters []uint64) time.Duration {
+	var at []time.Duration
+	for _, id := range voters {
+		p := c.peers[id]
+		if id == c.cfg.Self || p == nil {
+			continue
+		}
+		off, _, ok := p.est.Estimate()
+		latest, _ := p.est.Latest()
+		if ok && latest.PeerSynced {
+			at = append(at, off+latest.PeerCorrection)
+		}
+	}
+	if len(at) == 0 {
+		return c.status.Offset
+	}
+	return median(at)
+}
+
 // onlyOlder is the peer to keep following when every counted peer's
 // latest answer came from an older release's leader (the most recent of
 // them), 0 otherwise. A member of this release that takes over leadership
@@ -366,12 +392,17 @@ func (c *Clock) ask(ctx context.Context, id uint64) (_ Sample, leader, ok bool) 
 		c.log.Debug("could not ask a member for its clock", "member", fmt.Sprintf("%016x", id), "err", err)
 		return Sample{}, false, false
 	}
-	pt, err := decodeTime(a)
+	smp := Sample{Sent: t0, Received: t3}
+	if leader {
+		smp.Peer, err = decodeTime(a)
+	} else {
+		smp.Peer, smp.PeerCorrection, smp.PeerSynced, err = decodeAnswer(a)
+	}
 	if err != nil {
 		c.log.Warn("member's clock answer unreadable", "member", fmt.Sprintf("%016x", id), "err", err)
 		return Sample{}, false, false
 	}
-	return Sample{Sent: t0, Received: t3, Peer: pt}, leader, true
+	return smp, leader, true
 }
 
 // update computes the median from the peers' estimates (or, while
@@ -438,8 +469,15 @@ func (c *Clock) update(voters []uint64, olderLeader uint64) {
 	st.Refused = refuse
 	st.Applied = st.Source == SourceCluster && !refuse
 	if st.Applied {
-		// Until synchronised (and in the round that makes it so), step.
-		c.applied.Store(c.applied.Load().toward(now, target, !wasSynced))
+		if wasSynced {
+			c.applied.Store(c.applied.Load().toward(now, target, false))
+		} else {
+			// Until synchronised (and in the round that makes it so),
+			// start where the synchronised members are now and go to the
+			// target as they do: they may still be slewing toward it.
+			start := c.clusterNow(voters)
+			c.applied.Store((&slew{base: start, target: start, at: now, rate: c.cfg.SlewRate}).toward(now, target, false))
+		}
 	}
 
 	outlier := c.cfg.OutlierThreshold > 0 && abs(target) > c.cfg.OutlierThreshold
@@ -466,12 +504,33 @@ func (c *Clock) update(voters []uint64, olderLeader uint64) {
 }
 
 // Answer is a peer's side of a measurement: it answers a question with
-// this member's own clock, uncorrected (see the package doc for why).
+// this member's own clock, uncorrected (see the package doc for why), and
+// the correction it applies to it now.
 func (c *Clock) Answer(question []byte) ([]byte, error) {
 	if _, err := decodeTime(question); err != nil {
 		return nil, fmt.Errorf("clock question: %w", err)
 	}
-	return proto.Marshal(timestamppb.New(c.local()))
+	c.mu.Lock()
+	synced := c.status.Synced
+	c.mu.Unlock()
+	t := c.local()
+	return proto.Marshal(&raftstorev1.ClockAnswer{
+		Local: timestamppb.New(t), Correction: durationpb.New(c.applied.Load().correction(t)), Synced: synced,
+	})
+}
+
+func decodeAnswer(b []byte) (local time.Time, correction time.Duration, synced bool, err error) {
+	a := &raftstorev1.ClockAnswer{}
+	if err := proto.Unmarshal(b, a); err != nil {
+		return time.Time{}, 0, false, err
+	}
+	if err := a.GetLocal().CheckValid(); err != nil {
+		return time.Time{}, 0, false, err
+	}
+	if err := a.GetCorrection().CheckValid(); a.GetCorrection() != nil && err != nil {
+		return time.Time{}, 0, false, err
+	}
+	return a.GetLocal().AsTime(), a.GetCorrection().AsDuration(), a.GetSynced(), nil
 }
 
 // AnswerClusterTime answers a question with this member's cluster time:

@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	raftstorev1 "github.com/tokenstore/tokenstore/api/raftstore/v1"
 )
 
 // sim is a cluster on a simulated time line, seen from member 1: every
@@ -27,10 +30,15 @@ type sim struct {
 	// olderLeader is the member that answers as a leader of the release
 	// that followed the leader's clock, 0 for none.
 	olderLeader uint64
+	// corr and synced are what each peer says it corrects by and whether
+	// it is synchronised (0 and false when absent).
+	corr   map[uint64]time.Duration
+	synced map[uint64]bool
 }
 
 func newSim(skews ...time.Duration) *sim {
-	s := &sim{now: base, skew: map[uint64]time.Duration{}, down: map[uint64]bool{}, self: 1}
+	s := &sim{now: base, skew: map[uint64]time.Duration{}, down: map[uint64]bool{}, self: 1,
+		corr: map[uint64]time.Duration{}, synced: map[uint64]bool{}}
 	for i, d := range skews {
 		id := uint64(i + 1)
 		s.skew[id] = d
@@ -76,8 +84,15 @@ func (s *sim) config(src Source) Config {
 			if down {
 				return nil, false, errors.New("unreachable")
 			}
-			a, err := proto.Marshal(timestamppb.New(s.local(id)))
-			return a, older, err
+			if older {
+				a, err := proto.Marshal(timestamppb.New(s.local(id)))
+				return a, true, err
+			}
+			s.mu.Lock()
+			corr, synced := s.corr[id], s.synced[id]
+			s.mu.Unlock()
+			a, err := proto.Marshal(&raftstorev1.ClockAnswer{Local: timestamppb.New(s.local(id)), Correction: durationpb.New(corr), Synced: synced})
+			return a, false, err
 		},
 	}
 }
@@ -366,8 +381,12 @@ func TestAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := mustTime(t, a), s.local(1); !got.Equal(want) {
-		t.Fatalf("Answer %v, want the uncorrected local clock %v", got, want)
+	local, corr, synced, err := decodeAnswer(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := s.local(1); !local.Equal(want) || corr != 2*time.Minute || !synced {
+		t.Fatalf("Answer %v %v %v, want the uncorrected local clock %v, its correction +2m, synchronised", local, corr, synced, want)
 	}
 	a, err = c.AnswerClusterTime(q)
 	if err != nil {
@@ -427,7 +446,7 @@ func TestRunMeasuresAndStops(t *testing.T) {
 				default:
 				}
 			}
-			a, err := proto.Marshal(timestamppb.New(time.Now().Add(-2 * time.Minute)))
+			a, err := proto.Marshal(&raftstorev1.ClockAnswer{Local: timestamppb.New(time.Now().Add(-2 * time.Minute))})
 			return a, false, err
 		},
 	})
@@ -484,5 +503,33 @@ func TestSingleVoterIsSynchronisedAtOnce(t *testing.T) {
 	measure(c, 1)
 	if st := c.Status(); !st.Synced || st.Clocks != 1 || st.Offset != 0 {
 		t.Fatalf("status %+v, want synchronised on its own clock", st)
+	}
+}
+
+// A member that starts while the synchronised members are slewing down
+// toward a lower target takes up the cluster time they decide with now and
+// slews with them, instead of jumping to the target ahead of them.
+func TestStartingMemberJoinsTheOthersSlew(t *testing.T) {
+	s := newSim(0, 0, 0)
+	// Peers 2 and 3 are synchronised and still 30 s above the target (0),
+	// slewing down.
+	s.corr[2], s.corr[3] = 30*time.Second, 30*time.Second
+	s.synced[2], s.synced[3] = true, true
+	c := s.clock(t, SourceCluster, nil)
+	measure(c, 1)
+	if st := c.Status(); !st.Synced || st.Offset != 0 || st.Correction != 30*time.Second {
+		t.Fatalf("status %+v, want target 0 with the correction starting at the peers' +30s", st)
+	}
+	s.advance(10 * time.Second)
+	if got := c.Status().Correction; got != 25*time.Second {
+		t.Fatalf("10 s later the correction is %v, want 25s (slewing at half speed, as the peers do)", got)
+	}
+	// Peers not yet synchronised say nothing about where cluster time is.
+	s2 := newSim(0, 0, 0)
+	s2.corr[2], s2.corr[3] = 30*time.Second, 30*time.Second
+	c2 := s2.clock(t, SourceCluster, nil)
+	measure(c2, 1)
+	if got := c2.Status().Correction; got != 0 {
+		t.Fatalf("with unsynchronised peers the correction is %v, want the target 0", got)
 	}
 }

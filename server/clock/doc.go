@@ -38,7 +38,10 @@
 // synchronised (it has an estimate of every voter's clock, or SyncGrace
 // has passed since Run began with at least one peer measured), the
 // correction is set to the target at once, in either direction: a member
-// that has just started must not spend minutes converging. Afterwards,
+// that has just started must not spend minutes converging. It starts at
+// the cluster time the synchronised peers decide with at that moment
+// (their answers carry their correction), so that while they are still
+// slewing toward a lower target, it slews with them rather than ahead. Afterwards,
 // cluster time never runs backwards: a higher target is stepped to (a jump
 // forward), a lower one is slewed to at SlewRate (cluster time runs at
 // 1 − SlewRate of real time until it meets the target).

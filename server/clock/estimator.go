@@ -11,6 +11,11 @@ type Sample struct {
 	Received time.Time
 	// Peer is the peer's clock in the answer, read in between.
 	Peer time.Time
+	// PeerCorrection is what the peer added to its clock when it answered,
+	// PeerSynced whether it was synchronised (false from an older
+	// release's leader, which reports neither).
+	PeerCorrection time.Duration
+	PeerSynced     bool
 }
 
 // RTT is the round trip: how far the peer's reading may be from the
@@ -51,6 +56,14 @@ func (e *Estimator) Add(s Sample) bool {
 	}
 	e.samples = append(e.samples, s)
 	return true
+}
+
+// Latest is the most recent kept sample, ok false when none is kept.
+func (e *Estimator) Latest() (Sample, bool) {
+	if len(e.samples) == 0 {
+		return Sample{}, false
+	}
+	return e.samples[len(e.samples)-1], true
 }
 
 // Estimate is the offset and round trip of the kept sample with the

@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -977,6 +978,74 @@ func (x *ClockStatus) GetOlderLeader() bool {
 	return false
 }
 
+// ClockAnswer is a member's answer to another's clock question (peer
+// Forward kind clock/v2; the question is a google.protobuf.Timestamp).
+type ClockAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// local is the answering member's own clock, uncorrected: what the
+	// median is taken of.
+	Local *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=local,proto3" json:"local,omitempty"`
+	// correction is what the answering member adds to local now, and
+	// synced whether it is synchronised: a member that starts takes up the
+	// cluster time the synchronised members decide with at that moment, so
+	// it slews with them instead of jumping ahead of them.
+	Correction    *durationpb.Duration `protobuf:"bytes,2,opt,name=correction,proto3" json:"correction,omitempty"`
+	Synced        bool                 `protobuf:"varint,3,opt,name=synced,proto3" json:"synced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClockAnswer) Reset() {
+	*x = ClockAnswer{}
+	mi := &file_raftstore_v1_peer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClockAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClockAnswer) ProtoMessage() {}
+
+func (x *ClockAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_raftstore_v1_peer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClockAnswer.ProtoReflect.Descriptor instead.
+func (*ClockAnswer) Descriptor() ([]byte, []int) {
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ClockAnswer) GetLocal() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Local
+	}
+	return nil
+}
+
+func (x *ClockAnswer) GetCorrection() *durationpb.Duration {
+	if x != nil {
+		return x.Correction
+	}
+	return nil
+}
+
+func (x *ClockAnswer) GetSynced() bool {
+	if x != nil {
+		return x.Synced
+	}
+	return false
+}
+
 // PeerClock is one member's measurement of another voter's clock.
 type PeerClock struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -995,7 +1064,7 @@ type PeerClock struct {
 
 func (x *PeerClock) Reset() {
 	*x = PeerClock{}
-	mi := &file_raftstore_v1_peer_proto_msgTypes[13]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1076,7 @@ func (x *PeerClock) String() string {
 func (*PeerClock) ProtoMessage() {}
 
 func (x *PeerClock) ProtoReflect() protoreflect.Message {
-	mi := &file_raftstore_v1_peer_proto_msgTypes[13]
+	mi := &file_raftstore_v1_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1089,7 @@ func (x *PeerClock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerClock.ProtoReflect.Descriptor instead.
 func (*PeerClock) Descriptor() ([]byte, []int) {
-	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{13}
+	return file_raftstore_v1_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PeerClock) GetId() uint64 {
@@ -1062,7 +1131,7 @@ var File_raftstore_v1_peer_proto protoreflect.FileDescriptor
 
 const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x17raftstore/v1/peer.proto\x12\fraftstore.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x18raftstore/v1/state.proto\"\x7f\n" +
+	"\x17raftstore/v1/peer.proto\x12\fraftstore.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18raftstore/v1/state.proto\"\x7f\n" +
 	"\vJoinRequest\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x06R\tclusterId\x12\x12\n" +
@@ -1136,7 +1205,13 @@ const file_raftstore_v1_peer_proto_rawDesc = "" +
 	"\x06synced\x18\n" +
 	" \x01(\bR\x06synced\x12-\n" +
 	"\x05peers\x18\v \x03(\v2\x17.raftstore.v1.PeerClockR\x05peers\x12!\n" +
-	"\folder_leader\x18\f \x01(\bR\volderLeader\"\xc2\x01\n" +
+	"\folder_leader\x18\f \x01(\bR\volderLeader\"\x92\x01\n" +
+	"\vClockAnswer\x120\n" +
+	"\x05local\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05local\x129\n" +
+	"\n" +
+	"correction\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"correction\x12\x16\n" +
+	"\x06synced\x18\x03 \x01(\bR\x06synced\"\xc2\x01\n" +
 	"\tPeerClock\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x06R\x02id\x121\n" +
 	"\x06offset\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06offset\x12+\n" +
@@ -1162,52 +1237,56 @@ func file_raftstore_v1_peer_proto_rawDescGZIP() []byte {
 	return file_raftstore_v1_peer_proto_rawDescData
 }
 
-var file_raftstore_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_raftstore_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_raftstore_v1_peer_proto_goTypes = []any{
-	(*JoinRequest)(nil),          // 0: raftstore.v1.JoinRequest
-	(*JoinResponse)(nil),         // 1: raftstore.v1.JoinResponse
-	(*ForwardRequest)(nil),       // 2: raftstore.v1.ForwardRequest
-	(*ForwardResponse)(nil),      // 3: raftstore.v1.ForwardResponse
-	(*StreamRequest)(nil),        // 4: raftstore.v1.StreamRequest
-	(*StreamResponse)(nil),       // 5: raftstore.v1.StreamResponse
-	(*SendSnapshotRequest)(nil),  // 6: raftstore.v1.SendSnapshotRequest
-	(*SnapshotHeader)(nil),       // 7: raftstore.v1.SnapshotHeader
-	(*SnapshotTrailer)(nil),      // 8: raftstore.v1.SnapshotTrailer
-	(*SendSnapshotResponse)(nil), // 9: raftstore.v1.SendSnapshotResponse
-	(*MemberStatusRequest)(nil),  // 10: raftstore.v1.MemberStatusRequest
-	(*MemberStatusResponse)(nil), // 11: raftstore.v1.MemberStatusResponse
-	(*ClockStatus)(nil),          // 12: raftstore.v1.ClockStatus
-	(*PeerClock)(nil),            // 13: raftstore.v1.PeerClock
-	(*Member)(nil),               // 14: raftstore.v1.Member
-	(*durationpb.Duration)(nil),  // 15: google.protobuf.Duration
+	(*JoinRequest)(nil),           // 0: raftstore.v1.JoinRequest
+	(*JoinResponse)(nil),          // 1: raftstore.v1.JoinResponse
+	(*ForwardRequest)(nil),        // 2: raftstore.v1.ForwardRequest
+	(*ForwardResponse)(nil),       // 3: raftstore.v1.ForwardResponse
+	(*StreamRequest)(nil),         // 4: raftstore.v1.StreamRequest
+	(*StreamResponse)(nil),        // 5: raftstore.v1.StreamResponse
+	(*SendSnapshotRequest)(nil),   // 6: raftstore.v1.SendSnapshotRequest
+	(*SnapshotHeader)(nil),        // 7: raftstore.v1.SnapshotHeader
+	(*SnapshotTrailer)(nil),       // 8: raftstore.v1.SnapshotTrailer
+	(*SendSnapshotResponse)(nil),  // 9: raftstore.v1.SendSnapshotResponse
+	(*MemberStatusRequest)(nil),   // 10: raftstore.v1.MemberStatusRequest
+	(*MemberStatusResponse)(nil),  // 11: raftstore.v1.MemberStatusResponse
+	(*ClockStatus)(nil),           // 12: raftstore.v1.ClockStatus
+	(*ClockAnswer)(nil),           // 13: raftstore.v1.ClockAnswer
+	(*PeerClock)(nil),             // 14: raftstore.v1.PeerClock
+	(*Member)(nil),                // 15: raftstore.v1.Member
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_raftstore_v1_peer_proto_depIdxs = []int32{
-	14, // 0: raftstore.v1.JoinResponse.members:type_name -> raftstore.v1.Member
+	15, // 0: raftstore.v1.JoinResponse.members:type_name -> raftstore.v1.Member
 	7,  // 1: raftstore.v1.SendSnapshotRequest.header:type_name -> raftstore.v1.SnapshotHeader
 	8,  // 2: raftstore.v1.SendSnapshotRequest.trailer:type_name -> raftstore.v1.SnapshotTrailer
 	12, // 3: raftstore.v1.MemberStatusResponse.clock:type_name -> raftstore.v1.ClockStatus
-	15, // 4: raftstore.v1.ClockStatus.offset:type_name -> google.protobuf.Duration
-	15, // 5: raftstore.v1.ClockStatus.rtt:type_name -> google.protobuf.Duration
-	15, // 6: raftstore.v1.ClockStatus.correction:type_name -> google.protobuf.Duration
-	13, // 7: raftstore.v1.ClockStatus.peers:type_name -> raftstore.v1.PeerClock
-	15, // 8: raftstore.v1.PeerClock.offset:type_name -> google.protobuf.Duration
-	15, // 9: raftstore.v1.PeerClock.rtt:type_name -> google.protobuf.Duration
-	15, // 10: raftstore.v1.PeerClock.age:type_name -> google.protobuf.Duration
-	4,  // 11: raftstore.v1.PeerService.Stream:input_type -> raftstore.v1.StreamRequest
-	6,  // 12: raftstore.v1.PeerService.SendSnapshot:input_type -> raftstore.v1.SendSnapshotRequest
-	10, // 13: raftstore.v1.PeerService.MemberStatus:input_type -> raftstore.v1.MemberStatusRequest
-	2,  // 14: raftstore.v1.PeerService.Forward:input_type -> raftstore.v1.ForwardRequest
-	0,  // 15: raftstore.v1.PeerService.Join:input_type -> raftstore.v1.JoinRequest
-	5,  // 16: raftstore.v1.PeerService.Stream:output_type -> raftstore.v1.StreamResponse
-	9,  // 17: raftstore.v1.PeerService.SendSnapshot:output_type -> raftstore.v1.SendSnapshotResponse
-	11, // 18: raftstore.v1.PeerService.MemberStatus:output_type -> raftstore.v1.MemberStatusResponse
-	3,  // 19: raftstore.v1.PeerService.Forward:output_type -> raftstore.v1.ForwardResponse
-	1,  // 20: raftstore.v1.PeerService.Join:output_type -> raftstore.v1.JoinResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	16, // 4: raftstore.v1.ClockStatus.offset:type_name -> google.protobuf.Duration
+	16, // 5: raftstore.v1.ClockStatus.rtt:type_name -> google.protobuf.Duration
+	16, // 6: raftstore.v1.ClockStatus.correction:type_name -> google.protobuf.Duration
+	14, // 7: raftstore.v1.ClockStatus.peers:type_name -> raftstore.v1.PeerClock
+	17, // 8: raftstore.v1.ClockAnswer.local:type_name -> google.protobuf.Timestamp
+	16, // 9: raftstore.v1.ClockAnswer.correction:type_name -> google.protobuf.Duration
+	16, // 10: raftstore.v1.PeerClock.offset:type_name -> google.protobuf.Duration
+	16, // 11: raftstore.v1.PeerClock.rtt:type_name -> google.protobuf.Duration
+	16, // 12: raftstore.v1.PeerClock.age:type_name -> google.protobuf.Duration
+	4,  // 13: raftstore.v1.PeerService.Stream:input_type -> raftstore.v1.StreamRequest
+	6,  // 14: raftstore.v1.PeerService.SendSnapshot:input_type -> raftstore.v1.SendSnapshotRequest
+	10, // 15: raftstore.v1.PeerService.MemberStatus:input_type -> raftstore.v1.MemberStatusRequest
+	2,  // 16: raftstore.v1.PeerService.Forward:input_type -> raftstore.v1.ForwardRequest
+	0,  // 17: raftstore.v1.PeerService.Join:input_type -> raftstore.v1.JoinRequest
+	5,  // 18: raftstore.v1.PeerService.Stream:output_type -> raftstore.v1.StreamResponse
+	9,  // 19: raftstore.v1.PeerService.SendSnapshot:output_type -> raftstore.v1.SendSnapshotResponse
+	11, // 20: raftstore.v1.PeerService.MemberStatus:output_type -> raftstore.v1.MemberStatusResponse
+	3,  // 21: raftstore.v1.PeerService.Forward:output_type -> raftstore.v1.ForwardResponse
+	1,  // 22: raftstore.v1.PeerService.Join:output_type -> raftstore.v1.JoinResponse
+	18, // [18:23] is the sub-list for method output_type
+	13, // [13:18] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_raftstore_v1_peer_proto_init() }
@@ -1227,7 +1306,7 @@ func file_raftstore_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftstore_v1_peer_proto_rawDesc), len(file_raftstore_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
