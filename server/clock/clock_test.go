@@ -533,3 +533,26 @@ func TestStartingMemberJoinsTheOthersSlew(t *testing.T) {
 		t.Fatalf("with unsynchronised peers the correction is %v, want the target 0", got)
 	}
 }
+
+// BenchmarkNow is the cost cluster time adds to every authentication.
+func BenchmarkNow(b *testing.B) {
+	c, err := New(Config{Source: SourceCluster, MaxCorrection: time.Minute, Voters: func() []uint64 { return nil },
+		Exchange: func(context.Context, uint64, []byte) ([]byte, bool, error) { return nil, false, errors.New("none") }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.applied.Store(&slew{base: time.Second, target: 0, at: time.Now(), rate: DefaultSlewRate}) // slewing: the longest path
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_ = c.Now()
+		}
+	})
+}
+
+func BenchmarkTimeNow(b *testing.B) {
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_ = time.Now()
+		}
+	})
+}
