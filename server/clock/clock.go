@@ -312,7 +312,9 @@ func (c *Clock) measure(ctx context.Context) {
 		}
 	}
 	c.update(voters, olderLeader)
-	c.asked.Store(true)
+	if len(voters) > 0 {
+		c.asked.Store(true)
+	}
 }
 
 // clusterNow is the median of the corrections that would put this
@@ -365,8 +367,8 @@ func (c *Clock) onlyOlder(voters []uint64, now time.Time) uint64 {
 }
 
 // Ready says whether the member's time is fit to decide with: once one
-// round has asked every voter for its clock, whatever was reachable is in
-// the estimate. Until then a member that just started would decide with
+// round has asked every voter for its clock (with the voters known),
+// whatever was reachable is in the estimate. Until then a member that just started would decide with
 // its own clock, minutes off if its host's is; readiness waits for this,
 // which takes one exchange with each reachable peer.
 func (c *Clock) Ready() error {
@@ -438,7 +440,9 @@ func (c *Clock) update(voters []uint64, olderLeader uint64) {
 	wasMeasured, wasSynced, wasClocks := st.Measured, st.Synced, st.Clocks
 	st.Voters, st.Clocks = len(voters), max(len(offsets), 1)
 	st.Measured = measured > 0
-	every := measured == len(voters)-boolInt(slices.Contains(voters, c.cfg.Self))
+	// With no voters known yet (membership not loaded), nothing is
+	// measured and nothing may be concluded.
+	every := len(voters) > 0 && measured == len(voters)-boolInt(slices.Contains(voters, c.cfg.Self))
 	st.Synced = st.Synced || every || (st.Measured && now.Sub(c.started) >= c.cfg.SyncGrace)
 	target := median(offsets)
 	if olderLeader == 0 {

@@ -556,3 +556,23 @@ func BenchmarkTimeNow(b *testing.B) {
 		}
 	})
 }
+
+// Before the member knows the voters (its membership is not loaded yet),
+// a round concludes nothing: not synchronised, not ready, so the first
+// real round may still step.
+func TestNoVotersKnownIsNotSynchronised(t *testing.T) {
+	s := newSim(0, 0, 2*time.Minute)
+	s.self = 3 // the fast member
+	voters := s.voters
+	s.voters = nil
+	c := s.clock(t, SourceCluster, nil)
+	measure(c, 1)
+	if st := c.Status(); st.Synced || c.Ready() == nil {
+		t.Fatalf("with no voters known: status %+v, ready %v; want neither synchronised nor ready", st, c.Ready())
+	}
+	s.set(func(s *sim) { s.voters = voters })
+	measure(c, 1)
+	if got, st := s.trueOffset(c), c.Status(); got != 0 || !st.Synced || c.Ready() != nil {
+		t.Fatalf("voters known: %v off (status %+v), want stepped to the majority and synchronised", got, st)
+	}
+}
